@@ -1,0 +1,299 @@
+//! The kernel<->user ABI of spanlet.
+//!
+//! Everything here is shared by the eBPF programs (`src/main.rs`, built for the
+//! BPF target) and the user-space agent (built with the `user` feature). Event
+//! structs are `#[repr(C)]`, fixed-width and padded by hand; each size is
+//! asserted at compile time so both sides agree byte for byte.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Map names, shared by `#[map(name = ...)]` and `Ebpf::take_map`.
+pub mod maps {
+    /// RingBuf carrying every event to user space.
+    pub const EVENTS: &str = "SPANLET_EVENTS";
+    /// tgid -> [`crate::PidEntry`]: the processes being traced.
+    pub const PIDS: &str = "SPANLET_PIDS";
+    /// tid -> [`crate::WaitState`]: threads currently blocked in a futex wait.
+    pub const WAITS: &str = "SPANLET_WAITS";
+    /// Per-CPU array of [`crate::Counter`] values.
+    pub const COUNTERS: &str = "SPANLET_COUNTERS";
+    /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).
+    pub const LOCK_CALLS: &str = "SPANLET_LOCK_CALLS";
+    /// (tgid, mutex address) -> [`crate::HeldLock`]: mutexes held now (uprobes).
+    pub const HELD: &str = "SPANLET_HELD";
+}
+
+/// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
+pub mod globals {
+    /// [`crate::Config`] for this run.
+    pub const CONFIG: &str = "SPANLET_CONFIG";
+}
+
+/// Bounds of the kernel maps (entries).
+pub const MAX_PIDS: u32 = 4096;
+pub const MAX_WAITS: u32 = 65_536;
+pub const MAX_LOCK_CALLS: u32 = 16_384;
+pub const MAX_HELD: u32 = 65_536;
+/// Default RingBuf size in bytes (power of two, multiple of the page size).
+pub const DEFAULT_RINGBUF_BYTES: u32 = 8 << 20;
+
+/// Kernel struct offsets and run settings, read from the running kernel's BTF
+/// in user space (Rust eBPF has no CO-RE field relocations) and passed in as
+/// one global before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Waits shorter than this are not emitted.
+    pub min_wait_ns: u64,
+    /// `offsetof(struct task_struct, pid)`.
+    pub task_pid_off: u32,
+    /// `offsetof(struct task_struct, tgid)`.
+    pub task_tgid_off: u32,
+    /// Offset of `thread_info.flags` inside `task_struct`.
+    pub task_ti_flags_off: u32,
+    /// Bit of `TIF_SIGPENDING` in `thread_info.flags`.
+    pub tif_sigpending_bit: u32,
+    /// `offsetof(struct pt_regs, orig_ax)` and the argument registers, in
+    /// syscall argument order: di, si, dx, r10, r8, r9.
+    pub regs_orig_ax_off: u32,
+    pub regs_arg_off: [u32; 6],
+    /// Non-zero: trace every process; zero: only tgids in `SPANLET_PIDS`.
+    pub trace_all: u32,
+    /// Non-zero: a process forked by a traced process is traced too.
+    pub follow_forks: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Config>() == 64);
+
+/// Value of the `SPANLET_PIDS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidEntry {
+    /// Why the process is in the set: [`PID_REASON_USER`], [`PID_REASON_FORK`]
+    /// or [`PID_REASON_SPAWNER`].
+    pub reason: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<PidEntry>() == 8);
+pub const PID_REASON_USER: u32 = 1;
+pub const PID_REASON_FORK: u32 = 2;
+/// Not traced itself, but the processes it forks are: how `spanlet record
+/// -- CMD` traces its child from the first instruction.
+pub const PID_REASON_SPAWNER: u32 = 3;
+
+/// Indices into the `SPANLET_COUNTERS` per-CPU array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Events written to the RingBuf.
+    Emitted = 0,
+    /// Events lost because the RingBuf was full.
+    RingbufFull = 1,
+    /// Waits not tracked because `SPANLET_WAITS` was full.
+    WaitsFull = 2,
+    /// Forked processes not followed because `SPANLET_PIDS` was full.
+    PidsFull = 3,
+    /// Waits that ended below `min_wait_ns` (filtered, not lost).
+    BelowMinWait = 4,
+    /// Blocking waits seen (before the min-wait filter).
+    WaitsSeen = 5,
+    /// Mutex holds lost because `SPANLET_HELD` or `SPANLET_LOCK_CALLS` was full.
+    HeldFull = 6,
+}
+pub const COUNTER_SLOTS: u32 = 8;
+
+/// Kind of an event: the first field of every event.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// [`FutexWaitEvent`]: one blocking futex wait.
+    FutexWait = 1,
+    /// [`MutexHoldEvent`]: one pthread mutex hold (uprobes, opt-in).
+    MutexHold = 2,
+}
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::FutexWait),
+            2 => Some(Self::MutexHold),
+            _ => None,
+        }
+    }
+}
+
+/// Header of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event was emitted.
+    pub ts_ns: u64,
+    /// tgid and tid of the thread the event is about.
+    pub pid: u32,
+    pub tid: u32,
+}
+const _: () = assert!(size_of::<EventHeader>() == 24);
+
+/// How a futex wait ended.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// No wake-up was attributed (e.g. woken through a requeue).
+    Unknown = 0,
+    /// A thread woke it through a futex wake on the same word, or by exiting.
+    Woken = 1,
+    /// The wait's timeout fired.
+    TimedOut = 2,
+    /// A signal interrupted it.
+    Interrupted = 3,
+}
+
+impl Outcome {
+    pub const fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::Woken,
+            2 => Self::TimedOut,
+            3 => Self::Interrupted,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// Bits of [`FutexWaitEvent::flags`] and [`WaitState::flags`].
+pub mod wait_flags {
+    /// The wait had a timeout.
+    pub const HAS_TIMEOUT: u32 = 1 << 0;
+    /// Expected value 2: "locked, with waiters", the lock convention of glibc
+    /// (`lll_lock`) and Rust std's futex mutex.
+    pub const LOCK_SHAPED: u32 = 1 << 1;
+    /// A priority-inheritance lock (FUTEX_LOCK_PI*): the word holds the owner.
+    pub const PI: u32 = 1 << 2;
+    /// futex_waitv: `uaddr` is the first of several words.
+    pub const WAITV: u32 = 1 << 3;
+    /// The waker was in a futex syscall naming this waiter's word.
+    pub const WAKER_ADDR_MATCH: u32 = 1 << 4;
+    /// `word_owner` was read at wait time.
+    pub const OWNER_READ: u32 = 1 << 5;
+    /// The waker was exiting (pthread_join's clear_child_tid wake, robust list).
+    pub const WAKER_EXITING: u32 = 1 << 6;
+}
+
+/// Per-thread state of a blocked futex wait, kept in `SPANLET_WAITS` from the
+/// moment the thread goes off CPU until it runs again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitState {
+    pub block_ns: u64,
+    pub wake_ns: u64,
+    pub uaddr: u64,
+    pub syscall: u32,
+    pub op: u32,
+    pub val: u32,
+    pub word_owner: u32,
+    pub waker_pid: u32,
+    pub waker_tid: u32,
+    pub outcome: u32,
+    pub flags: u32,
+    pub comm: [u8; 16],
+    pub waker_comm: [u8; 16],
+}
+const _: () = assert!(size_of::<WaitState>() == 88);
+
+/// One blocking futex wait: from the thread going off CPU inside a futex wait
+/// syscall to it running again. `header.ts_ns` is the time it ran again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FutexWaitEvent {
+    pub header: EventHeader,
+    pub wait: WaitState,
+}
+const _: () = assert!(size_of::<FutexWaitEvent>() == 112);
+
+/// pthread_mutex_lock call in flight (uprobe entry to uretprobe).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockCall {
+    pub mutex: u64,
+    pub call_ns: u64,
+}
+const _: () = assert!(size_of::<LockCall>() == 16);
+
+/// Key of `SPANLET_HELD`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldKey {
+    pub mutex: u64,
+    pub pid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<HeldKey>() == 16);
+
+/// A mutex held now: who took it, when they asked, when they got it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldLock {
+    pub call_ns: u64,
+    pub acquired_ns: u64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<HeldLock>() == 24);
+
+/// One pthread mutex hold, from `pthread_mutex_lock` returning 0 to the
+/// matching `pthread_mutex_unlock` (opt-in uprobes). `header.ts_ns` is the
+/// unlock time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MutexHoldEvent {
+    pub header: EventHeader,
+    pub mutex: u64,
+    pub call_ns: u64,
+    pub acquired_ns: u64,
+    pub comm: [u8; 16],
+}
+const _: () = assert!(size_of::<MutexHoldEvent>() == 64);
+
+/// x86_64 syscall numbers the programs recognise.
+pub mod syscalls {
+    pub const FUTEX: u32 = 202;
+    pub const FUTEX_WAITV: u32 = 449;
+    pub const FUTEX_WAKE: u32 = 454;
+    pub const FUTEX_WAIT: u32 = 455;
+    pub const FUTEX_REQUEUE: u32 = 456;
+    pub const EXIT: u32 = 60;
+    pub const EXIT_GROUP: u32 = 231;
+}
+
+/// futex(2) operations (after masking off the private and clock flags).
+pub mod futex_op {
+    pub const WAIT: u32 = 0;
+    pub const WAKE: u32 = 1;
+    pub const REQUEUE: u32 = 3;
+    pub const CMP_REQUEUE: u32 = 4;
+    pub const WAKE_OP: u32 = 5;
+    pub const LOCK_PI: u32 = 6;
+    pub const UNLOCK_PI: u32 = 7;
+    pub const WAIT_BITSET: u32 = 9;
+    pub const WAKE_BITSET: u32 = 10;
+    pub const WAIT_REQUEUE_PI: u32 = 11;
+    pub const CMP_REQUEUE_PI: u32 = 12;
+    pub const LOCK_PI2: u32 = 13;
+    pub const CMD_MASK: u32 = 0x7f;
+    pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: every type here is repr(C), Copy, made of integers and byte
+    // arrays only, with explicit padding: any bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PidEntry {}
+    unsafe impl aya::Pod for super::WaitState {}
+    unsafe impl aya::Pod for super::HeldKey {}
+    unsafe impl aya::Pod for super::HeldLock {}
+    unsafe impl aya::Pod for super::LockCall {}
+}

@@ -1,0 +1,25 @@
+//! The run's settings and kernel offsets, set by the agent before load.
+use agent_ebpf::Config;
+
+/// Written by the loader (`EbpfLoader::override_global`); read-only here.
+#[unsafe(no_mangle)]
+static SPANLET_CONFIG: Config = Config {
+    min_wait_ns: 0,
+    task_pid_off: 0,
+    task_tgid_off: 0,
+    task_ti_flags_off: 0,
+    tif_sigpending_bit: 0,
+    regs_orig_ax_off: 0,
+    regs_arg_off: [0; 6],
+    trace_all: 0,
+    follow_forks: 0,
+    _pad: 0,
+};
+
+/// Volatile reads keep the compiler from folding the zero defaults in.
+#[inline(always)]
+pub fn get() -> &'static Config {
+    // SAFETY: a static's address is always valid; the read is volatile so
+    // the values set at load time are the ones seen.
+    unsafe { &*core::ptr::read_volatile(&&raw const SPANLET_CONFIG) }
+}

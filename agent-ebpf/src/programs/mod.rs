@@ -1,0 +1,10 @@
+//! One module per subsystem; `sched` holds the entry points that the
+//! scheduler tracepoints call, `futex` the wait logic they drive.
+mod config;
+mod counters;
+mod filter;
+mod futex;
+mod maps;
+mod mutex_uprobe;
+mod regs;
+mod sched;

@@ -1,0 +1,82 @@
+//! Reading a task's saved user registers and fields of its task_struct at
+//! offsets taken from the running kernel's BTF.
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_task_pt_regs};
+
+use super::config;
+
+/// Syscall number and the six argument registers of a task in a syscall.
+pub struct Syscall {
+    /// `orig_ax`: the syscall number, or -1 outside a syscall.
+    pub nr: u64,
+    pub args: [u64; 6],
+}
+
+/// Reads the user registers saved on entry to the kernel. Only called with
+/// a trusted task pointer (a tp_btf argument or the current task).
+#[inline(always)]
+pub fn syscall_of(task: *mut core::ffi::c_void) -> Option<Syscall> {
+    let cfg = config::get();
+    // SAFETY: bpf_task_pt_regs returns the pt_regs at the top of the task's
+    // kernel stack; every read below goes through bpf_probe_read_kernel.
+    let regs = unsafe { bpf_task_pt_regs(task.cast()) } as u64;
+    if regs == 0 {
+        return None;
+    }
+    let nr = read_kernel_u64(regs + cfg.regs_orig_ax_off as u64)?;
+    let mut args = [0u64; 6];
+    let mut i = 0;
+    while i < 6 {
+        args[i] = read_kernel_u64(regs + cfg.regs_arg_off[i] as u64)?;
+        i += 1;
+    }
+    Some(Syscall { nr, args })
+}
+
+#[inline(always)]
+pub fn read_kernel_u64(addr: u64) -> Option<u64> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
+}
+
+#[inline(always)]
+pub fn read_kernel_u32(addr: u64) -> Option<u32> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_kernel(addr as *const u32) }.ok()
+}
+
+/// Reads a word of the current task's user memory without faulting pages in.
+#[inline(always)]
+pub fn read_user_u32(addr: u64) -> Option<u32> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
+}
+
+#[inline(always)]
+pub fn read_user_u64(addr: u64) -> Option<u64> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+/// `task->pid` (the thread id).
+#[inline(always)]
+pub fn task_tid(task: u64) -> Option<u32> {
+    read_kernel_u32(task + config::get().task_pid_off as u64)
+}
+
+/// `task->tgid` (the process id).
+#[inline(always)]
+pub fn task_tgid(task: u64) -> Option<u32> {
+    read_kernel_u32(task + config::get().task_tgid_off as u64)
+}
+
+/// Whether a signal is pending for the task (TIF_SIGPENDING): set by
+/// signal_wake_up before it wakes the task, so a wake-up with it set is a
+/// signal's.
+#[inline(always)]
+pub fn task_sigpending(task: u64) -> bool {
+    let cfg = config::get();
+    match read_kernel_u64(task + cfg.task_ti_flags_off as u64) {
+        Some(flags) => flags & (1u64 << (cfg.tif_sigpending_bit & 63)) != 0,
+        None => false,
+    }
+}

@@ -1,0 +1,69 @@
+//! Scheduler hook points: the only programs on the hot path of every
+//! context switch, so each returns as early as it can.
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+
+use super::{config, counters, filter, futex, regs};
+
+/// tp_btf/sched_switch(bool preempt, struct task_struct *prev,
+/// struct task_struct *next, unsigned int prev_state): runs on the CPU
+/// switching, with `prev` still current. `prev` blocks when it was not
+/// preempted and its state is not TASK_RUNNING.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    try_sched_switch(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sched_switch(ctx: &BtfTracePointContext) {
+    let preempt: u64 = ctx.arg(0);
+    let prev: *mut core::ffi::c_void = ctx.arg(1);
+    let next: *mut core::ffi::c_void = ctx.arg(2);
+    let prev_state: u64 = ctx.arg(3);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if preempt & 0xff == 0 && prev_state as u32 != 0 {
+        futex::on_block(prev, now);
+    }
+    futex::on_run(next, now);
+}
+
+/// tp_btf/sched_waking(struct task_struct *p): runs in the waker's context
+/// (the futex_wake caller, a signal sender, or a timer interrupt).
+#[btf_tracepoint(function = "sched_waking")]
+pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
+    let task: *mut core::ffi::c_void = ctx.arg(0);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    futex::on_waking(task, now);
+    0
+}
+
+/// tp_btf/sched_process_fork(struct task_struct *parent, struct task_struct
+/// *child): a traced process's new processes are traced too, when asked.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    try_sched_process_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sched_process_fork(ctx: &BtfTracePointContext) {
+    if config::get().follow_forks == 0 {
+        return;
+    }
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    let (Some(parent_tgid), Some(child_tid), Some(child_tgid)) =
+        (regs::task_tgid(parent), regs::task_tid(child), regs::task_tgid(child))
+    else {
+        return;
+    };
+    // A new thread shares its parent's tgid and is already covered.
+    if child_tid != child_tgid || !filter::followed(parent_tgid) {
+        return;
+    }
+    if !filter::add_forked(child_tgid) {
+        counters::bump(agent_ebpf::Counter::PidsFull);
+    }
+}

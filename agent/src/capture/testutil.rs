@@ -1,0 +1,116 @@
+//! Sample values shared by the capture, report and export tests.
+
+use crate::spanlet::{
+    CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
+    ThreadInfo, WaitOutcome,
+};
+
+pub(crate) fn sample_meta() -> CaptureMeta {
+    CaptureMeta {
+        format_version: super::FORMAT_VERSION,
+        agent_version: "0.1.0".into(),
+        kernel_release: "6.8.0-test".into(),
+        hostname: "testhost".into(),
+        start_unix_nano: 1_700_000_000_000_000_000,
+        command: Some(vec!["./app".into(), "--flag".into()]),
+        pids: vec![100],
+        min_wait_ns: 10_000,
+        spanlet_fields: super::spanlet_field_names(),
+    }
+}
+
+/// Every optional field set, every integer at an unusual value.
+pub(crate) fn full_spanlet() -> Spanlet {
+    Spanlet {
+        kind: SpanletKind::MutexWait,
+        pid: 100,
+        tid: u32::MAX,
+        comm: "worker-é\"\n".into(),
+        addr: 0x7fff_dead_beef_0010,
+        start_unix_nano: u64::MAX,
+        wait_ns: 1_234_567,
+        woken_after_ns: Some(1_000_000),
+        outcome: WaitOutcome::Woken,
+        holder_tid: Some(101),
+        waker_pid: Some(100),
+        waker_tid: Some(102),
+        waker_comm: Some("waker".into()),
+        syscall: 202,
+        futex_op: 0x80,
+        futex_val: 2,
+        flags: 0xffff_ffff,
+        context: Some(SpanContext {
+            trace_id: [
+                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+                0x47, 0x36,
+            ],
+            span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
+        }),
+        holder_context: Some(SpanContext {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+        }),
+    }
+}
+
+/// Every optional field absent, integers zero.
+pub(crate) fn minimal_spanlet() -> Spanlet {
+    Spanlet {
+        kind: SpanletKind::FutexWait,
+        pid: 0,
+        tid: 0,
+        comm: String::new(),
+        addr: 0,
+        start_unix_nano: 0,
+        wait_ns: 0,
+        woken_after_ns: None,
+        outcome: WaitOutcome::Unknown,
+        holder_tid: None,
+        waker_pid: None,
+        waker_tid: None,
+        waker_comm: None,
+        syscall: 0,
+        futex_op: 0,
+        futex_val: 0,
+        flags: 0,
+        context: None,
+        holder_context: None,
+    }
+}
+
+pub(crate) fn sample_process() -> ProcessInfo {
+    ProcessInfo {
+        pid: 100,
+        comm: "app".into(),
+        cmdline: vec!["./app".into(), "--flag".into()],
+    }
+}
+
+pub(crate) fn sample_thread(tid: u32, name: &str) -> ThreadInfo {
+    ThreadInfo {
+        pid: 100,
+        tid,
+        name: name.into(),
+    }
+}
+
+pub(crate) fn sample_stats() -> CaptureStats {
+    CaptureStats {
+        spanlets: 2,
+        waits_seen: 3,
+        below_min_wait: 4,
+        dropped_ringbuf_full: 5,
+        dropped_waits_map_full: 6,
+        dropped_pids_map_full: 7,
+        dropped_held_map_full: 8,
+        dropped_user_queue_full: 9,
+        malformed_events: 10,
+    }
+}
+
+pub(crate) fn sample_end() -> CaptureEnd {
+    CaptureEnd {
+        end_unix_nano: 1_700_000_002_100_000_000,
+        reason: "duration elapsed".into(),
+    }
+}

@@ -1,0 +1,143 @@
+//! The command line. Doc comments here are the `--help` text.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// spanlet: who waited on which lock, for how long, and who held it.
+///
+/// Traces blocking futex waits (pthread and Rust mutexes, condition
+/// variables, semaphores) with eBPF, records them as spanlets to a capture
+/// file, and reports the most contended resources with their holders.
+#[derive(Debug, Parser)]
+#[command(name = "spanlet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace processes and write their spanlets to a capture file.
+    ///
+    /// Either attach to running processes (--pid, repeatable) or launch a
+    /// command after `--` and trace it and the processes it forks, until the
+    /// duration ends, Ctrl-C, or the traced processes exit.
+    Record(RecordArgs),
+    /// Summarise a capture: the most contended resources, their holders,
+    /// wakers and waiters.
+    Report(ReportArgs),
+    /// Export a capture's spanlets (one JSON object per line).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Trace this process (all its threads); repeat or comma-separate.
+    #[arg(short, long = "pid", value_name = "PID", env = "SPANLET_PIDS", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Stop after this long (e.g. 10s, 2m); default: until Ctrl-C or exit.
+    #[arg(short, long, value_parser = parse_duration, env = "SPANLET_DURATION")]
+    pub duration: Option<Duration>,
+    /// Waits shorter than this are not recorded (counted only).
+    #[arg(long, default_value = "10us", value_parser = parse_duration, env = "SPANLET_MIN_WAIT")]
+    pub min_wait: Duration,
+    /// Capture file to write.
+    #[arg(short, long, default_value = "spanlet.data", env = "SPANLET_OUTPUT")]
+    pub output: PathBuf,
+    /// Also record pthread mutex hold times with uprobes on libc
+    /// pthread_mutex_lock/unlock (adds a cost to every lock call of the
+    /// traced processes; off by default).
+    #[arg(long, env = "SPANLET_MUTEX_UPROBES")]
+    pub mutex_uprobes: bool,
+    /// Also trace processes that traced processes fork (always on for a
+    /// launched command).
+    #[arg(long)]
+    pub follow_forks: bool,
+    /// Size of the kernel event ring (power of two, e.g. 8MiB).
+    #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
+    pub ringbuf_size: u32,
+    /// The command to launch and trace.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Capture file written by `spanlet record`.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// How many resources to show.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per spanlet per line.
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Capture file written by `spanlet record`.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Durations with units: 10us, 1.5ms, 2s, 1m.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use a unit, e.g. 10us, 5ms, 2s)"))
+}
+
+/// Sizes with binary units: 4096, 64KiB, 8MiB, 1GiB.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units() {
+        assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("10").is_err());
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("8XB").is_err());
+        assert!(parse_size("8GiB").is_err());
+    }
+
+    #[test]
+    fn record_takes_a_command_after_dashes() {
+        let cli = Cli::try_parse_from(["spanlet", "record", "-o", "x", "--", "sleep", "1"]).unwrap();
+        let Command::Record(args) = cli.command else { panic!("not record") };
+        assert_eq!(args.command, ["sleep", "1"]);
+        assert_eq!(args.min_wait, Duration::from_micros(10));
+    }
+}

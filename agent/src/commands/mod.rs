@@ -1,0 +1,17 @@
+//! One module per subcommand; each turns parsed arguments into calls on the
+//! library and an exit code.
+mod export;
+mod record;
+mod report;
+
+use std::process::ExitCode;
+
+use spanlet::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Report(args) => report::run(&args),
+        Command::Export(args) => export::run(&args),
+    }
+}

@@ -1,0 +1,271 @@
+//! Turns kernel events into spanlets: epoch time, thread names, and the
+//! decision of what kind of wait it was and who held the resource.
+use std::collections::HashMap;
+
+use agent_ebpf::{FutexWaitEvent, MutexHoldEvent, Outcome, wait_flags};
+
+use crate::{
+    clock::EpochClock,
+    decode::{RawEvent, comm_str},
+    procfs,
+    spanlet::{Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
+};
+
+/// Where enrichment asks about live threads; /proc in production.
+pub trait ThreadSource {
+    fn is_thread_of(&self, pid: u32, tid: u32) -> bool;
+    fn thread_name(&self, pid: u32, tid: u32) -> Option<String>;
+}
+
+/// The running system.
+pub struct Procfs;
+
+impl ThreadSource for Procfs {
+    fn is_thread_of(&self, pid: u32, tid: u32) -> bool {
+        procfs::is_thread_of(pid, tid)
+    }
+    fn thread_name(&self, pid: u32, tid: u32) -> Option<String> {
+        procfs::thread_name(pid, tid)
+    }
+}
+
+/// Enrichment state: the clock offset and the threads named so far.
+pub struct Enricher<S> {
+    clock: EpochClock,
+    source: S,
+    /// (pid, tid) -> name last written to the capture.
+    names: HashMap<(u32, u32), String>,
+    /// Threads to write to the capture before the next spanlet.
+    new_threads: Vec<ThreadInfo>,
+}
+
+impl<S: ThreadSource> Enricher<S> {
+    pub fn new(clock: EpochClock, source: S) -> Self {
+        Self { clock, source, names: HashMap::new(), new_threads: Vec::new() }
+    }
+
+    /// Threads already known (the snapshot written at capture start).
+    pub fn know(&mut self, thread: &ThreadInfo) {
+        self.names.insert((thread.pid, thread.tid), thread.name.clone());
+    }
+
+    /// Threads first seen (or renamed) since the last call.
+    pub fn take_new_threads(&mut self) -> Vec<ThreadInfo> {
+        std::mem::take(&mut self.new_threads)
+    }
+
+    fn note_thread(&mut self, pid: u32, tid: u32, seen_name: Option<String>) {
+        if pid == 0 || tid == 0 {
+            return;
+        }
+        let known = self.names.get(&(pid, tid));
+        let name = match (&seen_name, known) {
+            (Some(n), Some(k)) if n == k => return,
+            (None, Some(_)) => return,
+            (Some(n), _) if !n.is_empty() => n.clone(),
+            _ => match self.source.thread_name(pid, tid) {
+                Some(n) => n,
+                None if known.is_some() => return,
+                None => "?".to_owned(),
+            },
+        };
+        self.names.insert((pid, tid), name.clone());
+        self.new_threads.push(ThreadInfo { pid, tid, name });
+    }
+
+    pub fn enrich(&mut self, event: &RawEvent) -> Spanlet {
+        match event {
+            RawEvent::FutexWait(ev) => self.futex_wait(ev),
+            RawEvent::MutexHold(ev) => self.mutex_hold(ev),
+        }
+    }
+
+    /// The holder of the resource the wait was on, when it can be told:
+    /// - a glibc pthread mutex or PI futex: the owner tid read at wait time,
+    ///   if it names another live thread of the same process;
+    /// - a lock-shaped futex without an owner field (Rust std Mutex): the
+    ///   thread whose futex wake on this word ended the wait, i.e. released it.
+    ///
+    /// Condition variables, semaphores and other waits get no holder.
+    fn holder(&self, ev: &FutexWaitEvent) -> Option<u32> {
+        let w = &ev.wait;
+        let (pid, tid) = (ev.header.pid, ev.header.tid);
+        let lockish = w.flags & (wait_flags::LOCK_SHAPED | wait_flags::PI) != 0;
+        if !lockish {
+            return None;
+        }
+        let owner = w.word_owner;
+        if w.flags & wait_flags::OWNER_READ != 0
+            && owner != 0
+            && owner != tid
+            && self.source.is_thread_of(pid, owner)
+        {
+            return Some(owner);
+        }
+        let woken_by_release = Outcome::from_u32(w.outcome) == Outcome::Woken
+            && w.flags & wait_flags::WAKER_ADDR_MATCH != 0
+            && w.waker_pid == pid
+            && w.waker_tid != tid;
+        woken_by_release.then_some(w.waker_tid)
+    }
+
+    fn futex_wait(&mut self, ev: &FutexWaitEvent) -> Spanlet {
+        let w = &ev.wait;
+        let (pid, tid) = (ev.header.pid, ev.header.tid);
+        let holder_tid = self.holder(ev);
+        let kind = if holder_tid.is_some() || w.flags & wait_flags::PI != 0 {
+            SpanletKind::MutexWait
+        } else {
+            SpanletKind::FutexWait
+        };
+        let outcome = match Outcome::from_u32(w.outcome) {
+            Outcome::Unknown => WaitOutcome::Unknown,
+            Outcome::Woken => WaitOutcome::Woken,
+            Outcome::TimedOut => WaitOutcome::TimedOut,
+            Outcome::Interrupted => WaitOutcome::Interrupted,
+        };
+        let waker = (w.waker_tid != 0).then_some((w.waker_pid, w.waker_tid));
+        let comm = comm_str(&w.comm);
+        self.note_thread(pid, tid, Some(comm.clone()));
+        let waker_comm = waker.map(|(wpid, wtid)| {
+            let name = comm_str(&w.waker_comm);
+            self.note_thread(wpid, wtid, (!name.is_empty()).then(|| name.clone()));
+            name
+        });
+        if let Some(h) = holder_tid {
+            self.note_thread(pid, h, None);
+        }
+        Spanlet {
+            kind,
+            pid,
+            tid,
+            comm,
+            addr: w.uaddr,
+            start_unix_nano: self.clock.to_unix_nanos(w.block_ns),
+            wait_ns: ev.header.ts_ns.saturating_sub(w.block_ns),
+            woken_after_ns: (w.wake_ns != 0).then(|| w.wake_ns.saturating_sub(w.block_ns)),
+            outcome,
+            holder_tid,
+            waker_pid: waker.map(|(p, _)| p),
+            waker_tid: waker.map(|(_, t)| t),
+            waker_comm,
+            syscall: w.syscall,
+            futex_op: w.op,
+            futex_val: w.val,
+            flags: w.flags,
+            context: None,
+            holder_context: None,
+        }
+    }
+
+    fn mutex_hold(&mut self, ev: &MutexHoldEvent) -> Spanlet {
+        let (pid, tid) = (ev.header.pid, ev.header.tid);
+        let comm = comm_str(&ev.comm);
+        self.note_thread(pid, tid, Some(comm.clone()));
+        Spanlet {
+            kind: SpanletKind::MutexHold,
+            pid,
+            tid,
+            comm,
+            addr: ev.mutex,
+            start_unix_nano: self.clock.to_unix_nanos(ev.acquired_ns),
+            wait_ns: ev.header.ts_ns.saturating_sub(ev.acquired_ns),
+            woken_after_ns: None,
+            outcome: WaitOutcome::Unknown,
+            holder_tid: Some(tid),
+            waker_pid: None,
+            waker_tid: None,
+            waker_comm: None,
+            syscall: 0,
+            futex_op: 0,
+            futex_val: 0,
+            flags: 0,
+            context: None,
+            holder_context: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_ebpf::{EventKind, futex_op, syscalls};
+
+    use super::*;
+
+    /// Threads 10, 11, 12 of process 1 exist.
+    struct Fake;
+    impl ThreadSource for Fake {
+        fn is_thread_of(&self, pid: u32, tid: u32) -> bool {
+            pid == 1 && (10..=12).contains(&tid)
+        }
+        fn thread_name(&self, pid: u32, tid: u32) -> Option<String> {
+            self.is_thread_of(pid, tid).then(|| format!("t{tid}"))
+        }
+    }
+
+    fn wait(val: u32, flags: u32, owner: u32, outcome: Outcome, waker: u32) -> FutexWaitEvent {
+        let mut ev = FutexWaitEvent::default();
+        ev.header.kind = EventKind::FutexWait as u32;
+        ev.header.pid = 1;
+        ev.header.tid = 10;
+        ev.header.ts_ns = 5_000;
+        ev.wait.block_ns = 1_000;
+        ev.wait.wake_ns = 4_000;
+        ev.wait.uaddr = 0x1000;
+        ev.wait.syscall = syscalls::FUTEX;
+        ev.wait.op = futex_op::WAIT | 128;
+        ev.wait.val = val;
+        ev.wait.word_owner = owner;
+        ev.wait.flags = flags;
+        ev.wait.outcome = outcome as u32;
+        if waker != 0 {
+            ev.wait.waker_pid = 1;
+            ev.wait.waker_tid = waker;
+        }
+        ev
+    }
+
+    fn enrich(ev: FutexWaitEvent) -> Spanlet {
+        Enricher::new(EpochClock::calibrate(), Fake).enrich(&RawEvent::FutexWait(ev))
+    }
+
+    const LOCK: u32 = wait_flags::LOCK_SHAPED | wait_flags::OWNER_READ;
+    const MATCH: u32 = wait_flags::WAKER_ADDR_MATCH;
+
+    #[test]
+    fn pthread_mutex_holder_is_the_owner_field() {
+        let s = enrich(wait(2, LOCK | MATCH, 11, Outcome::Woken, 12));
+        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::MutexWait, Some(11), Some(12)));
+        assert_eq!((s.wait_ns, s.woken_after_ns), (4_000, Some(3_000)));
+    }
+
+    #[test]
+    fn owner_field_that_is_not_a_thread_falls_back_to_the_releasing_waker() {
+        let s = enrich(wait(2, LOCK | MATCH, 7777, Outcome::Woken, 12));
+        assert_eq!((s.kind, s.holder_tid), (SpanletKind::MutexWait, Some(12)));
+    }
+
+    #[test]
+    fn condvar_wait_has_no_holder() {
+        let s = enrich(wait(0, MATCH, 0, Outcome::Woken, 11));
+        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::FutexWait, None, Some(11)));
+    }
+
+    #[test]
+    fn timed_out_lock_wait_without_owner_has_no_holder() {
+        let s = enrich(wait(2, wait_flags::LOCK_SHAPED | wait_flags::HAS_TIMEOUT, 0, Outcome::TimedOut, 0));
+        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::FutexWait, None, None));
+        assert_eq!(s.outcome, WaitOutcome::TimedOut);
+    }
+
+    #[test]
+    fn names_new_threads_once() {
+        let mut e = Enricher::new(EpochClock::calibrate(), Fake);
+        let ev = RawEvent::FutexWait(wait(2, LOCK | MATCH, 11, Outcome::Woken, 12));
+        e.enrich(&ev);
+        let tids: Vec<u32> = e.take_new_threads().iter().map(|t| t.tid).collect();
+        assert_eq!(tids.len(), 3, "{tids:?}");
+        e.enrich(&ev);
+        assert!(e.take_new_threads().is_empty());
+    }
+}

@@ -1,0 +1,36 @@
+//! The [`Config`] global: kernel struct offsets from the running kernel's
+//! BTF plus this run's settings.
+use std::time::Duration;
+
+use agent_ebpf::Config;
+
+use crate::btf::{BtfError, KernelBtf};
+
+/// `TIF_SIGPENDING` on x86_64 (arch/x86/include/asm/thread_info.h). It is a
+/// #define, so BTF does not carry it.
+#[cfg(target_arch = "x86_64")]
+const TIF_SIGPENDING: u32 = 2;
+#[cfg(target_arch = "aarch64")]
+const TIF_SIGPENDING: u32 = 0;
+
+/// Builds the programs' configuration for this kernel.
+pub fn build(
+    btf: &KernelBtf,
+    min_wait: Duration,
+    trace_all: bool,
+    follow_forks: bool,
+) -> Result<Config, BtfError> {
+    let regs = |name: &str| btf.member_offset("pt_regs", name);
+    Ok(Config {
+        min_wait_ns: u64::try_from(min_wait.as_nanos()).unwrap_or(u64::MAX),
+        task_pid_off: btf.member_offset("task_struct", "pid")?,
+        task_tgid_off: btf.member_offset("task_struct", "tgid")?,
+        task_ti_flags_off: btf.member_offset("task_struct", "thread_info.flags")?,
+        tif_sigpending_bit: TIF_SIGPENDING,
+        regs_orig_ax_off: regs("orig_ax")?,
+        regs_arg_off: [regs("di")?, regs("si")?, regs("dx")?, regs("r10")?, regs("r8")?, regs("r9")?],
+        trace_all: u32::from(trace_all),
+        follow_forks: u32::from(follow_forks),
+        _pad: 0,
+    })
+}

@@ -1,0 +1,23 @@
+//! spanlet: an eBPF resource-contention tracer.
+//!
+//! The binary (`src/main.rs`) parses the command line and calls into the
+//! modules here; integration tests use the same library.
+
+pub mod btf;
+pub mod caps;
+pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod decode;
+pub mod ebpf_object;
+pub mod enrich;
+pub mod export;
+pub mod kernel_config;
+pub mod loader;
+pub mod logging;
+pub mod probes;
+pub mod procfs;
+pub mod record;
+pub mod report;
+pub mod ring_reader;
+pub mod spanlet;

@@ -1,0 +1,145 @@
+//! Loads the embedded programs with this kernel's offsets, attaches them and
+//! hands out the maps the agent uses.
+use std::time::Duration;
+
+use agent_ebpf::{COUNTER_SLOTS, PID_REASON_USER, PidEntry, globals, maps};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+};
+
+use crate::{
+    btf::{BtfError, KernelBtf},
+    caps::{self, CapsError},
+    ebpf_object::EBPF_OBJECT,
+    kernel_config,
+    probes::{self, AttachError, AttachPlan},
+    spanlet::CaptureStats,
+};
+
+/// How to load the programs.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub min_wait: Duration,
+    pub trace_all: bool,
+    pub follow_forks: bool,
+    pub mutex_uprobes: bool,
+    pub ringbuf_bytes: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("this spanlet was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it with `cargo build --release`")]
+    NoObject,
+    #[error("--ringbuf-size must be a power of two of at least 4096 bytes, got {0}")]
+    RingbufSize(u32),
+    #[error("loading the eBPF programs failed: {0:#}")]
+    Load(#[source] aya::EbpfError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
+}
+
+/// The loaded, attached programs and the maps the agent talks to. Dropping
+/// it detaches everything.
+pub struct Tracer {
+    /// Keeps programs and links alive.
+    ebpf: Ebpf,
+    pids: HashMap<MapData, u32, PidEntry>,
+    counters: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+impl Tracer {
+    /// Loads the programs and puts `pids` in the PID set before attaching,
+    /// so tracing starts with the filter in place. `uprobe_pids` scopes the
+    /// optional mutex uprobes.
+    pub fn load(opts: &LoadOptions, pids: &[(u32, u32)], uprobe_pids: &[u32]) -> Result<Self, LoadError> {
+        caps::check()?;
+        let btf = KernelBtf::from_sys_fs()?;
+        if EBPF_OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
+            return Err(LoadError::RingbufSize(opts.ringbuf_bytes));
+        }
+        let config = kernel_config::build(&btf, opts.min_wait, opts.trace_all, opts.follow_forks)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::CONFIG, &config, true)
+            .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(LoadError::Load)?;
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+        let mut pid_map: HashMap<MapData, u32, PidEntry> =
+            HashMap::try_from(take(&mut ebpf, maps::PIDS)?).map_err(map_err(maps::PIDS))?;
+        for &(pid, reason) in pids {
+            pid_map
+                .insert(pid, PidEntry { reason, _pad: 0 }, 0)
+                .map_err(map_err(maps::PIDS))?;
+        }
+        let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?).map_err(map_err(maps::COUNTERS))?;
+        let events = RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
+
+        let plan = AttachPlan {
+            mutex_uprobes: opts.mutex_uprobes,
+            follow_forks: opts.follow_forks,
+            uprobe_pids,
+        };
+        probes::attach_all(&mut ebpf, &plan)?;
+        Ok(Self { ebpf, pids: pid_map, counters, events: Some(events) })
+    }
+
+    /// The event ring, for the one task that drains it.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Scopes the mutex uprobes to one more process.
+    pub fn attach_mutex_uprobes(&mut self, pid: u32) -> Result<(), LoadError> {
+        Ok(probes::attach_uprobes(&mut self.ebpf, &[pid])?)
+    }
+
+    /// Adds a process to the PID set.
+    pub fn add_pid(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.pids
+            .insert(pid, PidEntry { reason: PID_REASON_USER, _pad: 0 }, 0)
+            .map_err(map_err(maps::PIDS))
+    }
+
+    /// Removes a process from the PID set (no error if absent).
+    pub fn remove_pid(&mut self, pid: u32) {
+        let _ = self.pids.remove(&pid);
+    }
+
+    /// Sums the per-CPU kernel counters into the capture's drop figures.
+    pub fn kernel_counters(&self, stats: &mut CaptureStats) -> Result<(), LoadError> {
+        use agent_ebpf::Counter as C;
+        let mut sums = [0u64; COUNTER_SLOTS as usize];
+        for (slot, sum) in sums.iter_mut().enumerate() {
+            let values = self.counters.get(&(slot as u32), 0).map_err(map_err(maps::COUNTERS))?;
+            *sum = values.iter().sum();
+        }
+        stats.waits_seen = sums[C::WaitsSeen as usize];
+        stats.below_min_wait = sums[C::BelowMinWait as usize];
+        stats.dropped_ringbuf_full = sums[C::RingbufFull as usize];
+        stats.dropped_waits_map_full = sums[C::WaitsFull as usize];
+        stats.dropped_pids_map_full = sums[C::PidsFull as usize];
+        stats.dropped_held_map_full = sums[C::HeldFull as usize];
+        Ok(())
+    }
+}

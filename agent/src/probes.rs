@@ -1,0 +1,137 @@
+//! Every probe spanlet attaches, in one table, attached in one loop that
+//! names each failure.
+use std::num::NonZeroU32;
+
+use aya::{
+    Btf, Ebpf,
+    programs::{BtfTracePoint, UProbe, uprobe::UProbeScope},
+};
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Hook {
+    /// A BTF-typed tracepoint (tp_btf): fires only on scheduler events.
+    TpBtf(&'static str),
+    /// A uprobe (or uretprobe) on a libc symbol, in each traced process.
+    Libc { symbol: &'static str },
+}
+
+/// One row of the attach table.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// Program name in the object.
+    pub program: &'static str,
+    pub hook: Hook,
+    /// Attached only with `--mutex-uprobes`.
+    pub mutex_uprobe: bool,
+    /// Attached only when following forks.
+    pub follow_forks: bool,
+}
+
+pub const PROBES: &[Probe] = &[
+    Probe { program: "sched_switch", hook: Hook::TpBtf("sched_switch"), mutex_uprobe: false, follow_forks: false },
+    Probe { program: "sched_waking", hook: Hook::TpBtf("sched_waking"), mutex_uprobe: false, follow_forks: false },
+    Probe { program: "sched_process_fork", hook: Hook::TpBtf("sched_process_fork"), mutex_uprobe: false, follow_forks: true },
+    Probe { program: "mutex_lock_enter", hook: Hook::Libc { symbol: "pthread_mutex_lock" }, mutex_uprobe: true, follow_forks: false },
+    Probe { program: "mutex_lock_exit", hook: Hook::Libc { symbol: "pthread_mutex_lock" }, mutex_uprobe: true, follow_forks: false },
+    Probe { program: "mutex_unlock_enter", hook: Hook::Libc { symbol: "pthread_mutex_unlock" }, mutex_uprobe: true, follow_forks: false },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("program {0} is missing from the eBPF object")]
+    Missing(&'static str),
+    #[error("program {program} has the wrong type: {source}")]
+    WrongType {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("loading program {program} into the kernel failed: {source}")]
+    Load {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching program {program} to {hook} failed: {source}")]
+    Attach {
+        program: &'static str,
+        hook: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("reading kernel BTF for tp_btf programs failed: {0}")]
+    Btf(#[from] aya::BtfError),
+    #[error("finding libc for --mutex-uprobes failed: {0}")]
+    NoLibc(String),
+}
+
+/// What to attach.
+pub struct AttachPlan<'a> {
+    pub mutex_uprobes: bool,
+    pub follow_forks: bool,
+    /// Processes the libc uprobes are scoped to.
+    pub uprobe_pids: &'a [u32],
+}
+
+fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
+    (!probe.mutex_uprobe || plan.mutex_uprobes) && (!probe.follow_forks || plan.follow_forks)
+}
+
+/// Loads and attaches every probe the plan asks for.
+pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachError> {
+    let btf = Btf::from_sys_fs()?;
+    for probe in PROBES.iter().filter(|p| wanted(p, plan)) {
+        let program = ebpf.program_mut(probe.program).ok_or(AttachError::Missing(probe.program))?;
+        let wrong_type = |source| AttachError::WrongType { program: probe.program, source };
+        let load_err = |source| AttachError::Load { program: probe.program, source };
+        match probe.hook {
+            Hook::TpBtf(tracepoint) => {
+                let prog: &mut BtfTracePoint = program.try_into().map_err(wrong_type)?;
+                prog.load(tracepoint, &btf).map_err(load_err)?;
+                prog.attach().map_err(|source| AttachError::Attach {
+                    program: probe.program,
+                    hook: format!("tp_btf/{tracepoint}"),
+                    source,
+                })?;
+            }
+            Hook::Libc { .. } => {
+                let prog: &mut UProbe = program.try_into().map_err(wrong_type)?;
+                prog.load().map_err(load_err)?;
+            }
+        }
+    }
+    if plan.mutex_uprobes {
+        attach_uprobes(ebpf, plan.uprobe_pids)?;
+    }
+    Ok(())
+}
+
+/// Attaches the (loaded) libc uprobes to more processes.
+pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> {
+    let libc = libc_path()?;
+    for probe in PROBES.iter().filter(|p| p.mutex_uprobe) {
+        let Hook::Libc { symbol } = probe.hook else { continue };
+        let program = ebpf.program_mut(probe.program).ok_or(AttachError::Missing(probe.program))?;
+        let prog: &mut UProbe = program
+            .try_into()
+            .map_err(|source| AttachError::WrongType { program: probe.program, source })?;
+        for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
+            prog.attach(symbol, &libc, UProbeScope::OneProcess(pid))
+                .map_err(|source| AttachError::Attach {
+                    program: probe.program,
+                    hook: format!("uprobe {libc}:{symbol} (pid {pid})"),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// The libc this agent runs with; traced programs on the same system map
+/// the same file.
+fn libc_path() -> Result<String, AttachError> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| AttachError::NoLibc(e.to_string()))?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with("libc.so") || f.starts_with("libc-")))
+        .map(str::to_owned)
+        .ok_or_else(|| AttachError::NoLibc("libc is not mapped in this process".into()))
+}

@@ -1,0 +1,68 @@
+//! What /proc says about traced processes and their threads.
+use std::{fs, path::PathBuf};
+
+use crate::spanlet::{ProcessInfo, ThreadInfo};
+
+pub fn exists(pid: u32) -> bool {
+    PathBuf::from(format!("/proc/{pid}")).exists()
+}
+
+/// Whether `tid` is a live thread of process `pid`.
+pub fn is_thread_of(pid: u32, tid: u32) -> bool {
+    PathBuf::from(format!("/proc/{pid}/task/{tid}")).exists()
+}
+
+fn trim(s: String) -> String {
+    s.trim_end_matches('\n').to_owned()
+}
+
+pub fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let comm = trim(fs::read_to_string(format!("/proc/{pid}/comm")).ok()?);
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ProcessInfo { pid, comm, cmdline })
+}
+
+pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok().map(trim)
+}
+
+/// Every thread of a process now.
+pub fn threads(pid: u32) -> Vec<ThreadInfo> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|tid| Some(ThreadInfo { pid, tid, name: thread_name(pid, tid)? }))
+        .collect()
+}
+
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease").map(trim).unwrap_or_default()
+}
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").map(trim).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_own_threads() {
+        let pid = std::process::id();
+        let me = threads(pid);
+        assert!(me.iter().any(|t| t.tid == pid), "{me:?}");
+        assert!(is_thread_of(pid, pid));
+        assert!(!exists(u32::MAX - 1));
+        assert!(process_info(pid).is_some_and(|p| !p.cmdline.is_empty()));
+    }
+}

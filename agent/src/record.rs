@@ -1,0 +1,302 @@
+//! `spanlet record`: trace processes (given by PID, or launched) until a
+//! duration ends, Ctrl-C, or they exit, writing spanlets to a capture file.
+use std::{
+    collections::HashSet,
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitStatus,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use agent_ebpf::{PID_REASON_SPAWNER, PID_REASON_USER};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    capture::{CaptureError, CaptureWriter, FORMAT_VERSION, spanlet_field_names},
+    clock::EpochClock,
+    decode::RawEvent,
+    enrich::{Enricher, Procfs},
+    loader::{LoadError, LoadOptions, Tracer},
+    procfs,
+    ring_reader::{self, ReaderCounters},
+    spanlet::{CaptureEnd, CaptureMeta, CaptureStats},
+};
+
+/// Queue between the RingBuf drain and the capture writer, in events.
+const QUEUE_EVENTS: usize = 1 << 18;
+/// How often counters are re-read and written to the capture.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    pub pids: Vec<u32>,
+    /// A command to launch and trace (with its children).
+    pub command: Vec<String>,
+    pub duration: Option<Duration>,
+    pub min_wait: Duration,
+    pub output: PathBuf,
+    pub mutex_uprobes: bool,
+    pub follow_forks: bool,
+    pub ringbuf_bytes: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("nothing to trace: give --pid PID or a command after --")]
+    NoTarget,
+    #[error("no such process: PID {0}")]
+    NoSuchPid(u32),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot write the capture to {path}: {source}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What a finished recording reports.
+#[derive(Debug)]
+pub struct RecordSummary {
+    pub stats: CaptureStats,
+    pub end: CaptureEnd,
+    pub elapsed: Duration,
+    /// Exit status of the launched command, if it ended while recording.
+    pub command_status: Option<ExitStatus>,
+}
+
+/// A launched command, traced from its first instruction: the agent's own
+/// PID is in the set as a spawner, so the kernel's fork hook adds the child.
+struct Launched {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+fn launch(tracer: &mut Tracer, command: &[String]) -> Result<Launched, RecordError> {
+    let own = std::process::id();
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    let spawned = cmd.spawn();
+    // Stop following the agent's own forks whatever happened.
+    tracer.remove_pid(own);
+    let child = spawned.map_err(|source| RecordError::Spawn { command: command.join(" "), source })?;
+    let pid = child.id().unwrap_or(0);
+    // The fork hook added it already; this makes sure, and marks it as asked for.
+    tracer.add_pid(pid)?;
+    Ok(Launched { child, pid })
+}
+
+fn exit_code_text(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "unknown status".to_owned(),
+    }
+}
+
+/// Writes spanlets and the processes and threads they name.
+struct Sink {
+    writer: CaptureWriter,
+    enricher: Enricher<Procfs>,
+    processes: HashSet<u32>,
+    stats: CaptureStats,
+}
+
+impl Sink {
+    fn add_process(&mut self, pid: u32) -> Result<(), CaptureError> {
+        if !self.processes.insert(pid) {
+            return Ok(());
+        }
+        if let Some(info) = procfs::process_info(pid) {
+            self.writer.write_process(&info)?;
+        }
+        for thread in procfs::threads(pid) {
+            self.enricher.know(&thread);
+            self.writer.write_thread(&thread)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, event: &RawEvent) -> Result<(), CaptureError> {
+        let spanlet = self.enricher.enrich(event);
+        self.add_process(spanlet.pid)?;
+        for thread in self.enricher.take_new_threads() {
+            self.writer.write_thread(&thread)?;
+        }
+        self.writer.write_spanlet(&spanlet)?;
+        self.stats.spanlets += 1;
+        Ok(())
+    }
+}
+
+fn progress_line(stats: &CaptureStats, started: Instant) {
+    eprint!(
+        "\r\x1b[Kspanlet: recording {:>5.1}s  spanlets {}  dropped {}",
+        started.elapsed().as_secs_f64(),
+        stats.spanlets,
+        stats.dropped()
+    );
+}
+
+/// Resolves at the deadline; never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the launched command exits; never without one.
+async fn child_exit(launched: Option<&mut Launched>) -> std::io::Result<ExitStatus> {
+    match launched {
+        Some(l) => l.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
+    if opts.pids.is_empty() && opts.command.is_empty() {
+        return Err(RecordError::NoTarget);
+    }
+    if let Some(&pid) = opts.pids.iter().find(|&&p| p == 0 || !procfs::exists(p)) {
+        return Err(RecordError::NoSuchPid(pid));
+    }
+    // Fail on an unwritable output before touching the kernel or the command.
+    std::fs::File::create(&opts.output)
+        .map_err(|source| RecordError::Output { path: opts.output.display().to_string(), source })?;
+
+    let clock = EpochClock::calibrate();
+    let launching = !opts.command.is_empty();
+    let mut initial: Vec<(u32, u32)> = opts.pids.iter().map(|&p| (p, PID_REASON_USER)).collect();
+    if launching {
+        initial.push((std::process::id(), PID_REASON_SPAWNER));
+    }
+    let load = LoadOptions {
+        min_wait: opts.min_wait,
+        trace_all: false,
+        follow_forks: opts.follow_forks || launching,
+        mutex_uprobes: opts.mutex_uprobes,
+        ringbuf_bytes: opts.ringbuf_bytes,
+    };
+    let mut tracer = Tracer::load(&load, &initial, &opts.pids)?;
+    let ring = tracer.take_events().ok_or(LoadError::MissingMap(agent_ebpf::maps::EVENTS))?;
+
+    let mut launched = if launching { Some(launch(&mut tracer, &opts.command)?) } else { None };
+    if let (true, Some(l)) = (opts.mutex_uprobes, &launched) {
+        tracer.attach_mutex_uprobes(l.pid)?;
+    }
+    let mut pids = opts.pids.clone();
+    pids.extend(launched.as_ref().map(|l| l.pid));
+
+    let meta = CaptureMeta {
+        format_version: FORMAT_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel_release: procfs::kernel_release(),
+        hostname: procfs::hostname(),
+        start_unix_nano: EpochClock::unix_now(),
+        command: launching.then(|| opts.command.clone()),
+        pids: pids.clone(),
+        min_wait_ns: u64::try_from(opts.min_wait.as_nanos()).unwrap_or(u64::MAX),
+        spanlet_fields: spanlet_field_names(),
+    };
+    let mut sink = Sink {
+        writer: CaptureWriter::create(&opts.output, &meta)?,
+        enricher: Enricher::new(clock, Procfs),
+        processes: HashSet::new(),
+        stats: CaptureStats::default(),
+    };
+    for &pid in &pids {
+        sink.add_process(pid)?;
+    }
+    sink.writer.flush()?;
+
+    let (tx, mut rx) = mpsc::channel::<RawEvent>(QUEUE_EVENTS);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader_counters = Arc::new(ReaderCounters::default());
+    let reader = tokio::spawn(ring_reader::run(ring, tx, stop_rx, reader_counters.clone()));
+
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| RecordError::Io { what: "SIGINT handler", source })?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| RecordError::Io { what: "SIGTERM handler", source })?;
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut last_stats = Instant::now();
+    let mut command_status = None;
+    let mut alive: Vec<u32> = opts.pids.clone();
+
+    let reason = loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => sink.handle(&event)?,
+                None => break "the event reader stopped".to_owned(),
+            },
+            _ = sigint.recv() => break "interrupted (SIGINT)".to_owned(),
+            _ = sigterm.recv() => break "terminated (SIGTERM)".to_owned(),
+            _ = until(deadline) => break "duration elapsed".to_owned(),
+            status = child_exit(launched.as_mut()) => {
+                let status = status.map_err(|source| RecordError::Io { what: "waiting for the command", source })?;
+                command_status = Some(status);
+                break format!("command exited ({})", exit_code_text(&status));
+            }
+            _ = ticker.tick() => {
+                alive.retain(|&p| procfs::exists(p));
+                if launched.is_none() && alive.is_empty() {
+                    break "all traced processes exited".to_owned();
+                }
+                if last_stats.elapsed() >= STATS_EVERY {
+                    tracer.kernel_counters(&mut sink.stats)?;
+                    sink.writer.write_stats(&sink.stats)?;
+                    sink.writer.flush()?;
+                    last_stats = Instant::now();
+                }
+                if progress {
+                    progress_line(&sink.stats, started);
+                }
+            }
+        }
+    };
+
+    // Drain what the kernel has already written, then close.
+    let _ = stop_tx.send(true);
+    while let Some(event) = rx.recv().await {
+        sink.handle(&event)?;
+    }
+    match reader.await {
+        Ok(result) => result.map_err(|source| RecordError::Io { what: "draining the event ring", source })?,
+        Err(join) => return Err(RecordError::Io { what: "event reader task", source: std::io::Error::other(join) }),
+    }
+    tracer.kernel_counters(&mut sink.stats)?;
+    sink.stats.dropped_user_queue_full = reader_counters.queue_full.load(Ordering::Relaxed);
+    sink.stats.malformed_events = reader_counters.malformed.load(Ordering::Relaxed);
+    drop(tracer);
+    if progress {
+        eprintln!();
+    }
+    let end = CaptureEnd { end_unix_nano: EpochClock::unix_now(), reason };
+    sink.writer.write_stats(&sink.stats)?;
+    sink.writer.finish(&end)?;
+    if let Some(l) = &launched
+        && command_status.is_none()
+    {
+        eprintln!("spanlet: {} (pid {}) is still running, no longer traced", opts.command[0], l.pid);
+    }
+    Ok(RecordSummary { stats: sink.stats, end, elapsed: started.elapsed(), command_status })
+}

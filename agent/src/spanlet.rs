@@ -1,0 +1,222 @@
+//! The user-space model of a spanlet: what the agent records, the capture file
+//! stores, and reports and exports read.
+
+use std::fmt;
+
+/// What a spanlet describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpanletKind {
+    /// A blocking wait on a futex word that is not known to be a lock
+    /// (condition variables, semaphores, joins, idle waits).
+    FutexWait,
+    /// A blocking wait on a lock: a glibc pthread mutex (owner read from the
+    /// mutex), a PI futex, or a futex used with the "2 = locked, contended"
+    /// convention whose waker released it.
+    MutexWait,
+    /// A pthread mutex hold, from lock to unlock (opt-in uprobes).
+    MutexHold,
+}
+
+impl SpanletKind {
+    pub const ALL: [SpanletKind; 3] = [Self::FutexWait, Self::MutexWait, Self::MutexHold];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FutexWait => "futex_wait",
+            Self::MutexWait => "mutex_wait",
+            Self::MutexHold => "mutex_hold",
+        }
+    }
+
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::FutexWait => 1,
+            Self::MutexWait => 2,
+            Self::MutexHold => 3,
+        }
+    }
+
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::FutexWait),
+            2 => Some(Self::MutexWait),
+            3 => Some(Self::MutexHold),
+            _ => None,
+        }
+    }
+
+    /// Whether this kind is a wait (as opposed to a hold).
+    pub const fn is_wait(self) -> bool {
+        matches!(self, Self::FutexWait | Self::MutexWait)
+    }
+}
+
+impl fmt::Display for SpanletKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitOutcome {
+    /// Not known (holds, or a wake-up we could not attribute).
+    Unknown,
+    Woken,
+    TimedOut,
+    Interrupted,
+}
+
+impl WaitOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Woken => "woken",
+            Self::TimedOut => "timed_out",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Woken => 1,
+            Self::TimedOut => 2,
+            Self::Interrupted => 3,
+        }
+    }
+
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Unknown),
+            1 => Some(Self::Woken),
+            2 => Some(Self::TimedOut),
+            3 => Some(Self::Interrupted),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for WaitOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// W3C / OpenTelemetry span context of a thread at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SpanContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// One resource spanlet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanlet {
+    pub kind: SpanletKind,
+    /// Process (tgid) and thread of the waiter (or holder, for holds).
+    pub pid: u32,
+    pub tid: u32,
+    /// Thread name at the time of the wait.
+    pub comm: String,
+    /// The resource: futex word or mutex address in the process.
+    pub addr: u64,
+    /// Start of the wait (or hold), Unix epoch nanoseconds.
+    pub start_unix_nano: u64,
+    /// Off CPU until running again (waits); lock to unlock (holds).
+    pub wait_ns: u64,
+    /// From the start until the waker woke it, when a wake-up was seen.
+    pub woken_after_ns: Option<u64>,
+    pub outcome: WaitOutcome,
+    /// Thread holding the resource during the wait, when known.
+    pub holder_tid: Option<u32>,
+    /// Thread that woke the waiter, when known, with its process and name.
+    pub waker_pid: Option<u32>,
+    pub waker_tid: Option<u32>,
+    pub waker_comm: Option<String>,
+    /// Raw kernel detail: syscall number, futex op (with flags), expected
+    /// value, and the `agent_ebpf::wait_flags` bits.
+    pub syscall: u32,
+    pub futex_op: u32,
+    pub futex_val: u32,
+    pub flags: u32,
+    /// Span context active on the waiter and on the holder (filled later).
+    pub context: Option<SpanContext>,
+    pub holder_context: Option<SpanContext>,
+}
+
+/// Description of a capture, written first in every capture file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CaptureMeta {
+    pub format_version: u32,
+    pub agent_version: String,
+    pub kernel_release: String,
+    pub hostname: String,
+    pub start_unix_nano: u64,
+    /// The command launched by `spanlet record -- CMD`, if any.
+    pub command: Option<Vec<String>>,
+    /// PIDs given with `--pid` (or the launched command's PID).
+    pub pids: Vec<u32>,
+    pub min_wait_ns: u64,
+    /// Field names of a spanlet record, in order, for readers of the format.
+    pub spanlet_fields: Vec<String>,
+}
+
+/// A traced process.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: Vec<String>,
+}
+
+/// A thread seen during the capture (written when first seen or renamed).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadInfo {
+    pub pid: u32,
+    pub tid: u32,
+    pub name: String,
+}
+
+/// Counters of a capture; written periodically and at the end. Later records
+/// supersede earlier ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CaptureStats {
+    /// Spanlets written to the file.
+    pub spanlets: u64,
+    /// Blocking waits the kernel saw in traced processes, before `--min-wait`.
+    pub waits_seen: u64,
+    /// Waits shorter than `--min-wait` (filtered on purpose, not lost).
+    pub below_min_wait: u64,
+    /// Lost in the kernel: RingBuf full.
+    pub dropped_ringbuf_full: u64,
+    /// Lost in the kernel: wait-tracking map full.
+    pub dropped_waits_map_full: u64,
+    /// Forked processes not followed: PID map full.
+    pub dropped_pids_map_full: u64,
+    /// Mutex holds lost: uprobe maps full.
+    pub dropped_held_map_full: u64,
+    /// Lost in user space: a pipeline queue was full.
+    pub dropped_user_queue_full: u64,
+    /// Events that failed to decode (should be zero).
+    pub malformed_events: u64,
+}
+
+impl CaptureStats {
+    /// Everything lost, in kernel and user space.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_ringbuf_full
+            + self.dropped_waits_map_full
+            + self.dropped_held_map_full
+            + self.dropped_user_queue_full
+            + self.malformed_events
+    }
+}
+
+/// Why and when a capture ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CaptureEnd {
+    pub end_unix_nano: u64,
+    /// e.g. "duration elapsed", "interrupted", "all traced processes exited".
+    pub reason: String,
+}
