@@ -130,14 +130,14 @@ impl KernelBtf {
             };
             // Sizes of the data after each kind's common header (btf.h).
             match kind {
-                1 => pos += 4,                                  // INT
+                1 => pos += 4, // INT
                 2 | 7 | 8 | 9 | 10 | 11 | 12 | 18 => {
                     // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, TYPE_TAG
                     if matches!(kind, 8 | 9 | 10 | 11 | 18) {
                         ty.refers_to = Some(size_or_type);
                     }
                 }
-                3 => pos += 12,                                 // ARRAY
+                3 => pos += 12, // ARRAY
                 4 | 5 => {
                     // STRUCT, UNION
                     ty.kind = if kind == 4 { Kind::Struct } else { Kind::Union };
@@ -146,7 +146,11 @@ impl KernelBtf {
                         let m_type = u32_at(pos + 4)?;
                         let m_off = u32_at(pos + 8)?;
                         // With kind_flag, the high 8 bits are a bitfield size.
-                        let bit_offset = if kind_flag { m_off & 0x00ff_ffff } else { m_off };
+                        let bit_offset = if kind_flag {
+                            m_off & 0x00ff_ffff
+                        } else {
+                            m_off
+                        };
                         ty.members.push(Member {
                             name_off: m_name,
                             type_id: m_type,
@@ -155,13 +159,13 @@ impl KernelBtf {
                         pos += 12;
                     }
                 }
-                6 => pos += 8 * vlen,                           // ENUM
-                13 => pos += 8 * vlen,                          // FUNC_PROTO
-                14 => pos += 4,                                 // VAR
-                15 => pos += 12 * vlen,                         // DATASEC
-                16 => {}                                        // FLOAT
-                17 => pos += 4,                                 // DECL_TAG
-                19 => pos += 12 * vlen,                         // ENUM64
+                6 => pos += 8 * vlen,   // ENUM
+                13 => pos += 8 * vlen,  // FUNC_PROTO
+                14 => pos += 4,         // VAR
+                15 => pos += 12 * vlen, // DATASEC
+                16 => {}                // FLOAT
+                17 => pos += 4,         // DECL_TAG
+                19 => pos += 12 * vlen, // ENUM64
                 _ => return Err(bad("unknown BTF kind")),
             }
             types.push(ty);
@@ -219,7 +223,7 @@ impl KernelBtf {
             bits += off;
             ty = self.resolve(member_ty).ok_or_else(missing)?;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Malformed {
                 path: self.path.clone(),
                 what: "member is a bitfield",
@@ -254,13 +258,20 @@ mod tests {
 
     #[test]
     fn missing_file_names_btf() {
-        let err = KernelBtf::from_file(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        let err = KernelBtf::from_file(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no BTF"), "{err}");
     }
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        for data in [&b""[..], b"\x9f\xeb", b"\x9f\xeb\x01\x00\x18\x00\x00\x00", &[0xff; 64]] {
+        for data in [
+            &b""[..],
+            b"\x9f\xeb",
+            b"\x9f\xeb\x01\x00\x18\x00\x00\x00",
+            &[0xff; 64],
+        ] {
             assert!(KernelBtf::parse(data, "x".into()).is_err());
         }
     }
@@ -276,7 +287,11 @@ mod tests {
         assert_eq!(btf.member_offset("pt_regs", "orig_ax").unwrap(), 120);
         assert_eq!(btf.member_offset("pt_regs", "di").unwrap(), 112);
         assert_eq!(btf.member_offset("pt_regs", "r10").unwrap(), 56);
-        assert_eq!(btf.member_offset("task_struct", "thread_info.flags").unwrap(), 0);
+        assert_eq!(
+            btf.member_offset("task_struct", "thread_info.flags")
+                .unwrap(),
+            0
+        );
         let pid = btf.member_offset("task_struct", "pid").unwrap();
         assert_eq!(btf.member_offset("task_struct", "tgid").unwrap(), pid + 4);
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());

@@ -38,7 +38,9 @@ fn check_mask(eff: u64) -> Result<(), CapsError> {
         return Err(CapsError { missing: "CAP_BPF" });
     }
     if !has(CAP_PERFMON) {
-        return Err(CapsError { missing: "CAP_PERFMON" });
+        return Err(CapsError {
+            missing: "CAP_PERFMON",
+        });
     }
     Ok(())
 }

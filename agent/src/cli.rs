@@ -33,7 +33,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Trace this process (all its threads); repeat or comma-separate.
-    #[arg(short, long = "pid", value_name = "PID", env = "SPANLET_PIDS", value_delimiter = ',')]
+    #[arg(
+        short,
+        long = "pid",
+        value_name = "PID",
+        env = "SPANLET_PIDS",
+        value_delimiter = ','
+    )]
     pub pids: Vec<u32>,
     /// Stop after this long (e.g. 10s, 2m); default: until Ctrl-C or exit.
     #[arg(short, long, value_parser = parse_duration, env = "SPANLET_DURATION")]
@@ -135,8 +141,11 @@ mod tests {
 
     #[test]
     fn record_takes_a_command_after_dashes() {
-        let cli = Cli::try_parse_from(["spanlet", "record", "-o", "x", "--", "sleep", "1"]).unwrap();
-        let Command::Record(args) = cli.command else { panic!("not record") };
+        let cli =
+            Cli::try_parse_from(["spanlet", "record", "-o", "x", "--", "sleep", "1"]).unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not record")
+        };
         assert_eq!(args.command, ["sleep", "1"]);
         assert_eq!(args.min_wait, Duration::from_micros(10));
     }

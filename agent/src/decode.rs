@@ -26,7 +26,11 @@ pub enum DecodeError {
 fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
     let expected = size_of::<T>();
     if bytes.len() < expected {
-        return Err(DecodeError::BadLength { kind, len: bytes.len(), expected });
+        return Err(DecodeError::BadLength {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
     }
     // SAFETY: the length is checked above, T is a plain-old-data ABI type
     // (any bit pattern is valid) and the read tolerates any alignment.
@@ -79,7 +83,10 @@ mod tests {
         ev.header.kind = 99;
         assert_eq!(decode(&bytes_of(&ev)), Err(DecodeError::UnknownKind(99)));
         ev.header.kind = EventKind::FutexWait as u32;
-        assert!(matches!(decode(&bytes_of(&ev)[..40]), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            decode(&bytes_of(&ev)[..40]),
+            Err(DecodeError::BadLength { .. })
+        ));
     }
 
     #[test]

@@ -41,12 +41,18 @@ pub struct Enricher<S> {
 
 impl<S: ThreadSource> Enricher<S> {
     pub fn new(clock: EpochClock, source: S) -> Self {
-        Self { clock, source, names: HashMap::new(), new_threads: Vec::new() }
+        Self {
+            clock,
+            source,
+            names: HashMap::new(),
+            new_threads: Vec::new(),
+        }
     }
 
     /// Threads already known (the snapshot written at capture start).
     pub fn know(&mut self, thread: &ThreadInfo) {
-        self.names.insert((thread.pid, thread.tid), thread.name.clone());
+        self.names
+            .insert((thread.pid, thread.tid), thread.name.clone());
     }
 
     /// Threads first seen (or renamed) since the last call.
@@ -59,15 +65,15 @@ impl<S: ThreadSource> Enricher<S> {
             return;
         }
         let known = self.names.get(&(pid, tid));
-        let name = match (&seen_name, known) {
-            (Some(n), Some(k)) if n == k => return,
+        let seen_name = seen_name.filter(|n| !n.is_empty());
+        let name = match (seen_name, known) {
+            (Some(n), Some(k)) if n == *k => return,
+            (Some(n), _) => n,
             (None, Some(_)) => return,
-            (Some(n), _) if !n.is_empty() => n.clone(),
-            _ => match self.source.thread_name(pid, tid) {
-                Some(n) => n,
-                None if known.is_some() => return,
-                None => "?".to_owned(),
-            },
+            (None, None) => self
+                .source
+                .thread_name(pid, tid)
+                .unwrap_or_else(|| "?".to_owned()),
         };
         self.names.insert((pid, tid), name.clone());
         self.new_threads.push(ThreadInfo { pid, tid, name });
@@ -235,7 +241,10 @@ mod tests {
     #[test]
     fn pthread_mutex_holder_is_the_owner_field() {
         let s = enrich(wait(2, LOCK | MATCH, 11, Outcome::Woken, 12));
-        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::MutexWait, Some(11), Some(12)));
+        assert_eq!(
+            (s.kind, s.holder_tid, s.waker_tid),
+            (SpanletKind::MutexWait, Some(11), Some(12))
+        );
         assert_eq!((s.wait_ns, s.woken_after_ns), (4_000, Some(3_000)));
     }
 
@@ -248,13 +257,25 @@ mod tests {
     #[test]
     fn condvar_wait_has_no_holder() {
         let s = enrich(wait(0, MATCH, 0, Outcome::Woken, 11));
-        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::FutexWait, None, Some(11)));
+        assert_eq!(
+            (s.kind, s.holder_tid, s.waker_tid),
+            (SpanletKind::FutexWait, None, Some(11))
+        );
     }
 
     #[test]
     fn timed_out_lock_wait_without_owner_has_no_holder() {
-        let s = enrich(wait(2, wait_flags::LOCK_SHAPED | wait_flags::HAS_TIMEOUT, 0, Outcome::TimedOut, 0));
-        assert_eq!((s.kind, s.holder_tid, s.waker_tid), (SpanletKind::FutexWait, None, None));
+        let s = enrich(wait(
+            2,
+            wait_flags::LOCK_SHAPED | wait_flags::HAS_TIMEOUT,
+            0,
+            Outcome::TimedOut,
+            0,
+        ));
+        assert_eq!(
+            (s.kind, s.holder_tid, s.waker_tid),
+            (SpanletKind::FutexWait, None, None)
+        );
         assert_eq!(s.outcome, WaitOutcome::TimedOut);
     }
 

@@ -33,7 +33,9 @@ pub enum LoadError {
     Caps(#[from] CapsError),
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("this spanlet was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it with `cargo build --release`")]
+    #[error(
+        "this spanlet was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it with `cargo build --release`"
+    )]
     NoObject,
     #[error("--ringbuf-size must be a power of two of at least 4096 bytes, got {0}")]
     RingbufSize(u32),
@@ -68,7 +70,11 @@ impl Tracer {
     /// Loads the programs and puts `pids` in the PID set before attaching,
     /// so tracing starts with the filter in place. `uprobe_pids` scopes the
     /// optional mutex uprobes.
-    pub fn load(opts: &LoadOptions, pids: &[(u32, u32)], uprobe_pids: &[u32]) -> Result<Self, LoadError> {
+    pub fn load(
+        opts: &LoadOptions,
+        pids: &[(u32, u32)],
+        uprobe_pids: &[u32],
+    ) -> Result<Self, LoadError> {
         caps::check()?;
         let btf = KernelBtf::from_sys_fs()?;
         if EBPF_OBJECT.is_empty() {
@@ -84,7 +90,9 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .map_err(LoadError::Load)?;
 
-        let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+        };
         let mut pid_map: HashMap<MapData, u32, PidEntry> =
             HashMap::try_from(take(&mut ebpf, maps::PIDS)?).map_err(map_err(maps::PIDS))?;
         for &(pid, reason) in pids {
@@ -92,8 +100,10 @@ impl Tracer {
                 .insert(pid, PidEntry { reason, _pad: 0 }, 0)
                 .map_err(map_err(maps::PIDS))?;
         }
-        let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?).map_err(map_err(maps::COUNTERS))?;
-        let events = RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
+            .map_err(map_err(maps::COUNTERS))?;
+        let events =
+            RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
 
         let plan = AttachPlan {
             mutex_uprobes: opts.mutex_uprobes,
@@ -101,7 +111,12 @@ impl Tracer {
             uprobe_pids,
         };
         probes::attach_all(&mut ebpf, &plan)?;
-        Ok(Self { ebpf, pids: pid_map, counters, events: Some(events) })
+        Ok(Self {
+            ebpf,
+            pids: pid_map,
+            counters,
+            events: Some(events),
+        })
     }
 
     /// The event ring, for the one task that drains it.
@@ -117,7 +132,14 @@ impl Tracer {
     /// Adds a process to the PID set.
     pub fn add_pid(&mut self, pid: u32) -> Result<(), LoadError> {
         self.pids
-            .insert(pid, PidEntry { reason: PID_REASON_USER, _pad: 0 }, 0)
+            .insert(
+                pid,
+                PidEntry {
+                    reason: PID_REASON_USER,
+                    _pad: 0,
+                },
+                0,
+            )
             .map_err(map_err(maps::PIDS))
     }
 
@@ -131,7 +153,10 @@ impl Tracer {
         use agent_ebpf::Counter as C;
         let mut sums = [0u64; COUNTER_SLOTS as usize];
         for (slot, sum) in sums.iter_mut().enumerate() {
-            let values = self.counters.get(&(slot as u32), 0).map_err(map_err(maps::COUNTERS))?;
+            let values = self
+                .counters
+                .get(&(slot as u32), 0)
+                .map_err(map_err(maps::COUNTERS))?;
             *sum = values.iter().sum();
         }
         stats.waits_seen = sums[C::WaitsSeen as usize];

@@ -29,12 +29,48 @@ pub struct Probe {
 }
 
 pub const PROBES: &[Probe] = &[
-    Probe { program: "sched_switch", hook: Hook::TpBtf("sched_switch"), mutex_uprobe: false, follow_forks: false },
-    Probe { program: "sched_waking", hook: Hook::TpBtf("sched_waking"), mutex_uprobe: false, follow_forks: false },
-    Probe { program: "sched_process_fork", hook: Hook::TpBtf("sched_process_fork"), mutex_uprobe: false, follow_forks: true },
-    Probe { program: "mutex_lock_enter", hook: Hook::Libc { symbol: "pthread_mutex_lock" }, mutex_uprobe: true, follow_forks: false },
-    Probe { program: "mutex_lock_exit", hook: Hook::Libc { symbol: "pthread_mutex_lock" }, mutex_uprobe: true, follow_forks: false },
-    Probe { program: "mutex_unlock_enter", hook: Hook::Libc { symbol: "pthread_mutex_unlock" }, mutex_uprobe: true, follow_forks: false },
+    Probe {
+        program: "sched_switch",
+        hook: Hook::TpBtf("sched_switch"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
+        program: "sched_waking",
+        hook: Hook::TpBtf("sched_waking"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
+        program: "sched_process_fork",
+        hook: Hook::TpBtf("sched_process_fork"),
+        mutex_uprobe: false,
+        follow_forks: true,
+    },
+    Probe {
+        program: "mutex_lock_enter",
+        hook: Hook::Libc {
+            symbol: "pthread_mutex_lock",
+        },
+        mutex_uprobe: true,
+        follow_forks: false,
+    },
+    Probe {
+        program: "mutex_lock_exit",
+        hook: Hook::Libc {
+            symbol: "pthread_mutex_lock",
+        },
+        mutex_uprobe: true,
+        follow_forks: false,
+    },
+    Probe {
+        program: "mutex_unlock_enter",
+        hook: Hook::Libc {
+            symbol: "pthread_mutex_unlock",
+        },
+        mutex_uprobe: true,
+        follow_forks: false,
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +115,17 @@ fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
 pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachError> {
     let btf = Btf::from_sys_fs()?;
     for probe in PROBES.iter().filter(|p| wanted(p, plan)) {
-        let program = ebpf.program_mut(probe.program).ok_or(AttachError::Missing(probe.program))?;
-        let wrong_type = |source| AttachError::WrongType { program: probe.program, source };
-        let load_err = |source| AttachError::Load { program: probe.program, source };
+        let program = ebpf
+            .program_mut(probe.program)
+            .ok_or(AttachError::Missing(probe.program))?;
+        let wrong_type = |source| AttachError::WrongType {
+            program: probe.program,
+            source,
+        };
+        let load_err = |source| AttachError::Load {
+            program: probe.program,
+            source,
+        };
         match probe.hook {
             Hook::TpBtf(tracepoint) => {
                 let prog: &mut BtfTracePoint = program.try_into().map_err(wrong_type)?;
@@ -108,11 +152,18 @@ pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachEr
 pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> {
     let libc = libc_path()?;
     for probe in PROBES.iter().filter(|p| p.mutex_uprobe) {
-        let Hook::Libc { symbol } = probe.hook else { continue };
-        let program = ebpf.program_mut(probe.program).ok_or(AttachError::Missing(probe.program))?;
+        let Hook::Libc { symbol } = probe.hook else {
+            continue;
+        };
+        let program = ebpf
+            .program_mut(probe.program)
+            .ok_or(AttachError::Missing(probe.program))?;
         let prog: &mut UProbe = program
             .try_into()
-            .map_err(|source| AttachError::WrongType { program: probe.program, source })?;
+            .map_err(|source| AttachError::WrongType {
+                program: probe.program,
+                source,
+            })?;
         for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
             prog.attach(symbol, &libc, UProbeScope::OneProcess(pid))
                 .map_err(|source| AttachError::Attach {
@@ -128,10 +179,15 @@ pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> 
 /// The libc this agent runs with; traced programs on the same system map
 /// the same file.
 fn libc_path() -> Result<String, AttachError> {
-    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| AttachError::NoLibc(e.to_string()))?;
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| AttachError::NoLibc(e.to_string()))?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with("libc.so") || f.starts_with("libc-")))
+        .find(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("libc.so") || f.starts_with("libc-"))
+        })
         .map(str::to_owned)
         .ok_or_else(|| AttachError::NoLibc("libc is not mapped in this process".into()))
 }

@@ -30,7 +30,9 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 }
 
 pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok().map(trim)
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .ok()
+        .map(trim)
 }
 
 /// Every thread of a process now.
@@ -40,16 +42,26 @@ pub fn threads(pid: u32) -> Vec<ThreadInfo> {
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|tid| Some(ThreadInfo { pid, tid, name: thread_name(pid, tid)? }))
+        .filter_map(|tid| {
+            Some(ThreadInfo {
+                pid,
+                tid,
+                name: thread_name(pid, tid)?,
+            })
+        })
         .collect()
 }
 
 pub fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease").map(trim).unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(trim)
+        .unwrap_or_default()
 }
 
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname").map(trim).unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(trim)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

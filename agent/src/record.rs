@@ -95,7 +95,10 @@ fn launch(tracer: &mut Tracer, command: &[String]) -> Result<Launched, RecordErr
     let spawned = cmd.spawn();
     // Stop following the agent's own forks whatever happened.
     tracer.remove_pid(own);
-    let child = spawned.map_err(|source| RecordError::Spawn { command: command.join(" "), source })?;
+    let child = spawned.map_err(|source| RecordError::Spawn {
+        command: command.join(" "),
+        source,
+    })?;
     let pid = child.id().unwrap_or(0);
     // The fork hook added it already; this makes sure, and marks it as asked for.
     tracer.add_pid(pid)?;
@@ -179,8 +182,10 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         return Err(RecordError::NoSuchPid(pid));
     }
     // Fail on an unwritable output before touching the kernel or the command.
-    std::fs::File::create(&opts.output)
-        .map_err(|source| RecordError::Output { path: opts.output.display().to_string(), source })?;
+    std::fs::File::create(&opts.output).map_err(|source| RecordError::Output {
+        path: opts.output.display().to_string(),
+        source,
+    })?;
 
     let clock = EpochClock::calibrate();
     let launching = !opts.command.is_empty();
@@ -196,9 +201,15 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         ringbuf_bytes: opts.ringbuf_bytes,
     };
     let mut tracer = Tracer::load(&load, &initial, &opts.pids)?;
-    let ring = tracer.take_events().ok_or(LoadError::MissingMap(agent_ebpf::maps::EVENTS))?;
+    let ring = tracer
+        .take_events()
+        .ok_or(LoadError::MissingMap(agent_ebpf::maps::EVENTS))?;
 
-    let mut launched = if launching { Some(launch(&mut tracer, &opts.command)?) } else { None };
+    let mut launched = if launching {
+        Some(launch(&mut tracer, &opts.command)?)
+    } else {
+        None
+    };
     if let (true, Some(l)) = (opts.mutex_uprobes, &launched) {
         tracer.attach_mutex_uprobes(l.pid)?;
     }
@@ -234,8 +245,14 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
 
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| RecordError::Io { what: "SIGINT handler", source })?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| RecordError::Io { what: "SIGTERM handler", source })?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| RecordError::Io {
+        what: "SIGINT handler",
+        source,
+    })?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| RecordError::Io {
+        what: "SIGTERM handler",
+        source,
+    })?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut last_stats = Instant::now();
@@ -280,8 +297,16 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         sink.handle(&event)?;
     }
     match reader.await {
-        Ok(result) => result.map_err(|source| RecordError::Io { what: "draining the event ring", source })?,
-        Err(join) => return Err(RecordError::Io { what: "event reader task", source: std::io::Error::other(join) }),
+        Ok(result) => result.map_err(|source| RecordError::Io {
+            what: "draining the event ring",
+            source,
+        })?,
+        Err(join) => {
+            return Err(RecordError::Io {
+                what: "event reader task",
+                source: std::io::Error::other(join),
+            });
+        }
     }
     tracer.kernel_counters(&mut sink.stats)?;
     sink.stats.dropped_user_queue_full = reader_counters.queue_full.load(Ordering::Relaxed);
@@ -290,13 +315,24 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
     if progress {
         eprintln!();
     }
-    let end = CaptureEnd { end_unix_nano: EpochClock::unix_now(), reason };
+    let end = CaptureEnd {
+        end_unix_nano: EpochClock::unix_now(),
+        reason,
+    };
     sink.writer.write_stats(&sink.stats)?;
     sink.writer.finish(&end)?;
     if let Some(l) = &launched
         && command_status.is_none()
     {
-        eprintln!("spanlet: {} (pid {}) is still running, no longer traced", opts.command[0], l.pid);
+        eprintln!(
+            "spanlet: {} (pid {}) is still running, no longer traced",
+            opts.command[0], l.pid
+        );
     }
-    Ok(RecordSummary { stats: sink.stats, end, elapsed: started.elapsed(), command_status })
+    Ok(RecordSummary {
+        stats: sink.stats,
+        end,
+        elapsed: started.elapsed(),
+        command_status,
+    })
 }

@@ -21,7 +21,11 @@ pub struct ReaderCounters {
     pub malformed: AtomicU64,
 }
 
-fn drain_ready(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<RawEvent>, counters: &ReaderCounters) {
+fn drain_ready(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<RawEvent>,
+    counters: &ReaderCounters,
+) {
     while let Some(item) = ring.next() {
         match decode(&item) {
             Ok(event) => {

@@ -5,9 +5,7 @@ use agent_ebpf::{
     Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WaitState, futex_op, syscalls,
     wait_flags,
 };
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id};
 
 use super::{
     config, counters, filter,
@@ -36,7 +34,12 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
                 futex_op::WAIT | futex_op::WAIT_BITSET | futex_op::WAIT_REQUEUE_PI => {
                     let val = a2 as u32;
                     let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
-                    Some(WaitTarget { uaddr: a0, op, val, flags: timeout_flag(a3) | shape })
+                    Some(WaitTarget {
+                        uaddr: a0,
+                        op,
+                        val,
+                        flags: timeout_flag(a3) | shape,
+                    })
                 }
                 futex_op::LOCK_PI | futex_op::LOCK_PI2 => Some(WaitTarget {
                     uaddr: a0,
@@ -51,7 +54,12 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
         syscalls::FUTEX_WAIT if sc.nr >> 32 == 0 => {
             let val = a1 as u32;
             let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
-            Some(WaitTarget { uaddr: a0, op: a3 as u32, val, flags: timeout_flag(a4) | shape })
+            Some(WaitTarget {
+                uaddr: a0,
+                op: a3 as u32,
+                val,
+                flags: timeout_flag(a4) | shape,
+            })
         }
         // futex_waitv(waiters, nr_futexes, flags, timeout, clockid): the
         // first `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 _; }`
@@ -78,8 +86,12 @@ pub fn on_block(prev: *mut core::ffi::c_void, now: u64) {
     if !filter::traced(tgid) {
         return;
     }
-    let Some(sc) = regs::syscall_of(prev) else { return };
-    let Some(target) = wait_target(&sc) else { return };
+    let Some(sc) = regs::syscall_of(prev) else {
+        return;
+    };
+    let Some(target) = wait_target(&sc) else {
+        return;
+    };
     let mut flags = target.flags;
     // The holder, read while the waiter's memory is current: a glibc
     // pthread_mutex_t keeps its owner's tid in `__owner` (int at offset 8);
@@ -124,8 +136,12 @@ pub fn on_block(prev: *mut core::ffi::c_void, now: u64) {
 /// waker's context).
 #[inline(always)]
 pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
-    let Some(tid) = regs::task_tid(task as u64) else { return };
-    let Some(state) = WAITS.get_ptr_mut(tid) else { return };
+    let Some(tid) = regs::task_tid(task as u64) else {
+        return;
+    };
+    let Some(state) = WAITS.get_ptr_mut(tid) else {
+        return;
+    };
     // SAFETY: a pointer into a map value, valid for this program run.
     let state = unsafe { &mut *state };
     if state.wake_ns != 0 {
@@ -145,7 +161,10 @@ pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
         Some(sc) => {
             let nr = sc.nr as u32;
             let futex_call = sc.nr >> 32 == 0
-                && matches!(nr, syscalls::FUTEX | syscalls::FUTEX_WAKE | syscalls::FUTEX_REQUEUE);
+                && matches!(
+                    nr,
+                    syscalls::FUTEX | syscalls::FUTEX_WAKE | syscalls::FUTEX_REQUEUE
+                );
             // futex(2) names a second word (requeue, wake_op) in its 5th arg.
             let names_word = sc.args[0] == state.uaddr
                 || (nr == syscalls::FUTEX && sc.args[4] == state.uaddr)
@@ -177,8 +196,12 @@ pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
 #[inline(always)]
 pub fn on_run(task: *mut core::ffi::c_void, now: u64) {
     let task = task as u64;
-    let Some(tid) = regs::task_tid(task) else { return };
-    let Some(state) = WAITS.get_ptr(tid) else { return };
+    let Some(tid) = regs::task_tid(task) else {
+        return;
+    };
+    let Some(state) = WAITS.get_ptr(tid) else {
+        return;
+    };
     // SAFETY: a pointer into a map value, valid for this program run.
     let state = unsafe { *state };
     let _ = WAITS.remove(tid);

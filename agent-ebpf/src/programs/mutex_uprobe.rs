@@ -1,11 +1,11 @@
 //! Opt-in (`--mutex-uprobes`) hold times of pthread mutexes, including the
 //! uncontended locks the futex path never sees. Attached per traced process,
 //! so other processes pay nothing; the default path adds no per-lock cost.
-use agent_ebpf::{
-    Counter, EventHeader, EventKind, HeldKey, HeldLock, LockCall, MutexHoldEvent,
-};
+use agent_ebpf::{Counter, EventHeader, EventKind, HeldKey, HeldLock, LockCall, MutexHoldEvent};
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    },
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
@@ -22,10 +22,15 @@ pub fn mutex_lock_enter(ctx: ProbeContext) -> u32 {
     if !filter::traced((pid_tgid >> 32) as u32) {
         return 0;
     }
-    let Some(mutex) = ctx.arg::<u64>(0) else { return 0 };
+    let Some(mutex) = ctx.arg::<u64>(0) else {
+        return 0;
+    };
     // SAFETY: plain helper call.
     let call_ns = unsafe { bpf_ktime_get_ns() };
-    if LOCK_CALLS.insert(pid_tgid as u32, LockCall { mutex, call_ns }, 0).is_err() {
+    if LOCK_CALLS
+        .insert(pid_tgid as u32, LockCall { mutex, call_ns }, 0)
+        .is_err()
+    {
         counters::bump(Counter::HeldFull);
     }
     0
@@ -36,17 +41,28 @@ pub fn mutex_lock_enter(ctx: ProbeContext) -> u32 {
 pub fn mutex_lock_exit(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    let Some(call) = LOCK_CALLS.get_ptr(tid) else { return 0 };
+    let Some(call) = LOCK_CALLS.get_ptr(tid) else {
+        return 0;
+    };
     // SAFETY: a pointer into a map value, valid for this program run.
     let call = unsafe { *call };
     let _ = LOCK_CALLS.remove(tid);
     if ctx.ret::<i32>() != 0 {
         return 0;
     }
-    let key = HeldKey { mutex: call.mutex, pid: (pid_tgid >> 32) as u32, _pad: 0 };
+    let key = HeldKey {
+        mutex: call.mutex,
+        pid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+    };
     // SAFETY: plain helper call.
     let acquired_ns = unsafe { bpf_ktime_get_ns() };
-    let held = HeldLock { call_ns: call.call_ns, acquired_ns, tid, _pad: 0 };
+    let held = HeldLock {
+        call_ns: call.call_ns,
+        acquired_ns,
+        tid,
+        _pad: 0,
+    };
     if HELD.insert(key, held, 0).is_err() {
         counters::bump(Counter::HeldFull);
     }
@@ -57,9 +73,17 @@ pub fn mutex_lock_exit(ctx: RetProbeContext) -> u32 {
 #[uprobe]
 pub fn mutex_unlock_enter(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(mutex) = ctx.arg::<u64>(0) else { return 0 };
-    let key = HeldKey { mutex, pid: (pid_tgid >> 32) as u32, _pad: 0 };
-    let Some(held) = HELD.get_ptr(key) else { return 0 };
+    let Some(mutex) = ctx.arg::<u64>(0) else {
+        return 0;
+    };
+    let key = HeldKey {
+        mutex,
+        pid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+    };
+    let Some(held) = HELD.get_ptr(key) else {
+        return 0;
+    };
     // SAFETY: a pointer into a map value, valid for this program run.
     let held = unsafe { *held };
     let _ = HELD.remove(key);

@@ -54,9 +54,11 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
     }
     let parent: u64 = ctx.arg(0);
     let child: u64 = ctx.arg(1);
-    let (Some(parent_tgid), Some(child_tid), Some(child_tgid)) =
-        (regs::task_tgid(parent), regs::task_tid(child), regs::task_tgid(child))
-    else {
+    let (Some(parent_tgid), Some(child_tid), Some(child_tgid)) = (
+        regs::task_tgid(parent),
+        regs::task_tid(child),
+        regs::task_tgid(child),
+    ) else {
         return;
     };
     // A new thread shares its parent's tgid and is already covered.

@@ -23,7 +23,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let ExportFormat::Jsonl = args.format;
     let written = match &args.output {
         Some(path) => {
-            let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
             let mut out = BufWriter::new(file);
             let n = write_jsonl(&capture, &mut out)?;
             out.flush()?;

@@ -64,8 +64,8 @@ fn header(out: &mut String, r: &Report) {
     if r.truncated {
         let _ = writeln!(
             out,
-            "WARNING: the capture file ends in {} damaged bytes (the recorder probably \
-             crashed); everything before them is reported",
+            "WARNING: the capture is truncated: it ends in {} damaged bytes (the \
+             recorder probably crashed); everything before them is reported",
             r.damaged_tail_bytes
         );
     }
