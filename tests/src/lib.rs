@@ -1,0 +1,663 @@
+//! Harness for spanlet's end-to-end tests.
+//!
+//! The tests run real workloads with known contention (`workloads/`,
+//! `src/bin/rust_mutex.rs`) under `spanlet record`, export the capture as
+//! JSON lines and compare it with the ground truth each workload prints.
+//!
+//! Binaries:
+//! - spanlet: `$SPANLET_BIN`, else `spanlet` in the test executable's profile
+//!   directory (`target/<profile>/`), else in `target/release/` of the same
+//!   target directory. Missing: panic ("build it first").
+//! - C workloads: built by build.rs into OUT_DIR ([`C_MUTEX`], [`C_CONDVAR`]).
+//! - Python workload: [`PY_LOCK`], run with `$SPANLET_PYTHON`, else
+//!   `/usr/bin/python3`, else `python3` on PATH ([`python`]).
+//! - Rust workload: integration tests pass `env!("CARGO_BIN_EXE_rust_mutex")`.
+//!
+//! Kernel tests need root and eBPF. When `spanlet record` cannot load its
+//! eBPF programs (or we are not root), [`record_command`] and
+//! [`record_pids`] return `None` after printing "skipping: <reason>", unless
+//! `$CI` is set, where they panic with the reason: CI must run them.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// glibc pthread mutex workload (`workloads/c_mutex.c`).
+pub const C_MUTEX: &str = env!("SPANLET_WORKLOAD_C_MUTEX");
+/// glibc condvar producer/consumer workload (`workloads/c_condvar.c`).
+pub const C_CONDVAR: &str = env!("SPANLET_WORKLOAD_C_CONDVAR");
+/// Python threading.Lock workload (`workloads/py_lock.py`).
+pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
+
+/// How long a `spanlet` command may run before the test gives up on it.
+pub const SPANLET_TIMEOUT: Duration = Duration::from_secs(120);
+
+const MS: u64 = 1_000_000;
+
+/// Allowed disagreement between spanlet's Unix timestamps and the
+/// workload's CLOCK_REALTIME readings (spanlet converts kernel monotonic
+/// time; the workload reads the wall clock next to its lock calls).
+pub const ROUND_CLOCK_TOLERANCE_NS: u64 = 5 * MS;
+/// How long after the holder's unlock a waiter may take to run again (and,
+/// in a hand-off chain, the next waiter): scheduling latency on a busy
+/// 2-core machine.
+pub const ROUND_LATE_NS: u64 = 20 * MS;
+
+// ---------------------------------------------------------------------------
+// Locating programs
+
+/// `target/<profile>` of the running test executable
+/// (`target/<profile>/deps/<test>-<hash>`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let deps = exe
+        .parent()
+        .expect("test executable has a parent directory");
+    // Integration tests live in deps/; a harness binary would sit in the
+    // profile directory itself.
+    if deps.file_name() == Some(OsStr::new("deps")) {
+        deps.parent().expect("deps/ has a parent").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// The spanlet binary under test. Panics if it is not built.
+pub fn spanlet_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SPANLET_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "SPANLET_BIN={} is not a file; build it first: cargo build --release -p agent",
+            bin.display()
+        );
+        return bin;
+    }
+    let profile = profile_dir();
+    let mut candidates = vec![profile.join("spanlet")];
+    // The tests may be built in debug while spanlet is built with --release
+    // in the same target directory.
+    if let Some(target) = profile.parent() {
+        let release = target.join("release").join("spanlet");
+        if !candidates.contains(&release) {
+            candidates.push(release);
+        }
+    }
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(bin) => bin.clone(),
+        None => panic!(
+            "spanlet binary not found (looked at {}); build it first: \
+             cargo build --release -p agent (same CARGO_TARGET_DIR as the tests), \
+             or set SPANLET_BIN",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The Python interpreter for `py_lock.py`. Prefers the system python3 over
+/// a pyenv shim on PATH: a shim is a shell script that forks helpers before
+/// it execs Python, which would add processes to the traced tree.
+pub fn python() -> PathBuf {
+    if let Some(py) = std::env::var_os("SPANLET_PYTHON") {
+        return PathBuf::from(py);
+    }
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.is_file() {
+        system
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running processes
+
+/// Runs `cmd` to completion with stdin closed and stdout/stderr captured.
+/// Kills it and panics after `timeout` so a hung spanlet fails the test
+/// instead of hanging CI.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            // The readers are left behind: a grandchild may still hold the
+            // pipes open, and joining them could hang.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not finish within {timeout:?}; killed it");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Runs `spanlet ARGS...` (with cwd `cwd` if given), with [`SPANLET_TIMEOUT`].
+pub fn spanlet<I, S>(args: I, cwd: Option<&Path>) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(spanlet_bin());
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    run_with_timeout(cmd, SPANLET_TIMEOUT)
+}
+
+/// A process started in the background for the duration of a test; killed
+/// (by its own pid) and reaped on drop so a failing test leaves nothing
+/// running.
+pub struct Background {
+    child: Child,
+}
+
+impl Background {
+    /// Starts `program ARGS...` with stdin closed and stdout captured.
+    pub fn start<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> Self {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Background { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("poll child").is_none()
+    }
+
+    /// Waits up to `timeout` for it to exit; returns its stdout.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "background workload {} did not exit within {timeout:?}",
+                self.pid()
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            pipe.read_to_string(&mut out).expect("read workload stdout");
+        }
+        (status, out)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Serializes kernel tests within one test binary: concurrent recordings and
+/// workloads on 2 cores would distort the timings the tests check. Poisoning
+/// is ignored: one failed test should not fail the others.
+pub fn kernel_test_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Recording
+
+/// A finished `spanlet record`.
+pub struct Recording {
+    /// Holds the capture; removed on drop.
+    pub dir: tempfile::TempDir,
+    pub capture: PathBuf,
+    /// stdout of `spanlet record` (the launched workload's stdout).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Recording {
+    /// The workload's ground truth (see [`parse_truth`]).
+    pub fn truth<T: DeserializeOwned>(&self) -> T {
+        parse_truth(&self.stdout, &self.stderr)
+    }
+
+    /// `spanlet export CAPTURE --format jsonl`, parsed and checked.
+    pub fn export(&self) -> Vec<Spanlet> {
+        export_jsonl(&self.capture)
+    }
+
+    /// `spanlet report CAPTURE --format json`, parsed.
+    pub fn report_json(&self) -> Value {
+        let out = spanlet(
+            [
+                OsStr::new("report"),
+                self.capture.as_os_str(),
+                OsStr::new("--format"),
+                OsStr::new("json"),
+            ],
+            None,
+        );
+        assert_success("spanlet report --format json", &out);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "spanlet report --format json printed invalid JSON: {e}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+/// Why kernel tests cannot run here, decided before running spanlet.
+fn precondition_failure() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    (euid != 0).then(|| format!("not running as root (euid {euid}); spanlet needs eBPF"))
+}
+
+/// Whether a failed `spanlet record`'s stderr says eBPF is not usable here
+/// (as opposed to spanlet being broken, which must fail the test).
+fn looks_like_ebpf_unavailable(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    [
+        "bpf",
+        "btf",
+        "operation not permitted",
+        "permission denied",
+        "cap_sys_admin",
+        "cap_perfmon",
+        "memlock",
+    ]
+    .iter()
+    .any(|needle| s.contains(needle))
+}
+
+/// Skip (locally) or fail (in CI) a kernel test. Returns `None` to the caller
+/// when skipping.
+fn skip<T>(reason: &str) -> Option<T> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    if ci {
+        panic!("kernel test cannot run, and CI is set: {reason}");
+    }
+    println!("skipping: {reason}");
+    None
+}
+
+fn record(mut args: Vec<OsString>) -> Option<Recording> {
+    let bin = spanlet_bin();
+    if let Some(reason) = precondition_failure() {
+        return skip(&reason);
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let capture = dir.path().join("capture.spanlet");
+    let mut full: Vec<OsString> = vec!["record".into(), "--output".into(), capture.clone().into()];
+    full.append(&mut args);
+
+    let mut cmd = Command::new(&bin);
+    cmd.args(&full).current_dir(dir.path());
+    let out = run_with_timeout(cmd, SPANLET_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    if !out.status.success() {
+        // No workload output means spanlet failed before (or instead of)
+        // running it: that is where an eBPF load failure shows.
+        if stdout.trim().is_empty() && looks_like_ebpf_unavailable(&stderr) {
+            return skip(&format!(
+                "spanlet record could not load eBPF ({}): {}",
+                out.status,
+                stderr.trim()
+            ));
+        }
+        panic!(
+            "`spanlet {}` failed ({}).\nstderr:\n{stderr}\nstdout:\n{stdout}",
+            show_args(&full),
+            out.status
+        );
+    }
+    assert!(
+        capture.is_file(),
+        "`spanlet {}` succeeded but wrote no capture at {}.\nstderr:\n{stderr}",
+        show_args(&full),
+        capture.display()
+    );
+    Some(Recording {
+        dir,
+        capture,
+        stdout,
+        stderr,
+    })
+}
+
+fn show_args(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `spanlet record --output F [SPANLET_ARGS...] -- PROGRAM ARGS...`.
+/// `None`: skipped (eBPF unavailable, not in CI).
+pub fn record_command<S: AsRef<OsStr>>(
+    spanlet_args: &[&str],
+    program: impl AsRef<OsStr>,
+    args: &[S],
+) -> Option<Recording> {
+    let mut full: Vec<OsString> = spanlet_args.iter().map(OsString::from).collect();
+    full.push("--".into());
+    full.push(program.as_ref().to_owned());
+    full.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    record(full)
+}
+
+/// `spanlet record --output F --pid P... --duration D [SPANLET_ARGS...]`.
+/// `None`: skipped (eBPF unavailable, not in CI).
+pub fn record_pids(pids: &[u32], duration: &str, spanlet_args: &[&str]) -> Option<Recording> {
+    let mut full: Vec<OsString> = Vec::new();
+    for pid in pids {
+        full.push("--pid".into());
+        full.push(pid.to_string().into());
+    }
+    full.push("--duration".into());
+    full.push(duration.into());
+    full.extend(spanlet_args.iter().map(OsString::from));
+    record(full)
+}
+
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}).\nstderr:\n{}\nstdout:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Exported spanlets
+
+/// One line of `spanlet export --format jsonl`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Spanlet {
+    pub kind: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// Hex, "0x...": see [`Spanlet::addr`].
+    pub addr: String,
+    pub start_unix_nano: u64,
+    pub wait_ns: u64,
+    pub holder_tid: Option<u32>,
+    pub waker_tid: Option<u32>,
+    pub outcome: String,
+    pub trace_id: Option<Value>,
+    pub span_id: Option<Value>,
+    pub holder_trace_id: Option<Value>,
+    pub holder_span_id: Option<Value>,
+}
+
+impl Spanlet {
+    pub fn addr(&self) -> u64 {
+        parse_hex(&self.addr)
+    }
+
+    pub fn end_unix_nano(&self) -> u64 {
+        self.start_unix_nano + self.wait_ns
+    }
+
+    pub fn wait_ms(&self) -> f64 {
+        self.wait_ns as f64 / MS as f64
+    }
+
+    /// Short description for failure messages.
+    pub fn brief(&self) -> String {
+        format!(
+            "{} pid={} tid={} ({}) addr={} wait={:.2}ms holder={:?} waker={:?} {}",
+            self.kind,
+            self.pid,
+            self.tid,
+            self.comm,
+            self.addr,
+            self.wait_ms(),
+            self.holder_tid,
+            self.waker_tid,
+            self.outcome
+        )
+    }
+}
+
+/// Parses "0x..." (the form spanlet and the workloads print addresses in).
+pub fn parse_hex(s: &str) -> u64 {
+    let digits = s
+        .strip_prefix("0x")
+        .unwrap_or_else(|| panic!("address {s:?} does not start with 0x"));
+    u64::from_str_radix(digits, 16).unwrap_or_else(|e| panic!("bad hex address {s:?}: {e}"))
+}
+
+/// An address in a report or elsewhere: "0x..." string or plain integer.
+pub fn value_addr(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => Some(parse_hex(s)),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// `spanlet export FILE --format jsonl`, parsed line by line; checks the
+/// enumerated fields hold documented values.
+pub fn export_jsonl(capture: &Path) -> Vec<Spanlet> {
+    let out = spanlet(
+        [
+            OsStr::new("export"),
+            capture.as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new("jsonl"),
+        ],
+        None,
+    );
+    assert_success("spanlet export --format jsonl", &out);
+    let text = String::from_utf8(out.stdout).expect("export output is UTF-8");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let s: Spanlet = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad export line {line:?}: {e}"));
+            assert!(
+                ["futex_wait", "mutex_wait"].contains(&s.kind.as_str()),
+                "unexpected kind in {line}"
+            );
+            assert!(
+                ["woken", "timed_out", "interrupted", "unknown"].contains(&s.outcome.as_str()),
+                "unexpected outcome in {line}"
+            );
+            parse_hex(&s.addr);
+            s
+        })
+        .collect()
+}
+
+/// Lines describing up to `max` spanlets, for failure messages.
+pub fn describe<'a>(spanlets: impl IntoIterator<Item = &'a Spanlet>, max: usize) -> String {
+    let all: Vec<&Spanlet> = spanlets.into_iter().collect();
+    let mut s: String = all
+        .iter()
+        .take(max)
+        .map(|x| format!("  {}\n", x.brief()))
+        .collect();
+    if all.len() > max {
+        s.push_str(&format!("  ... and {} more\n", all.len() - max));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Ground truth
+
+/// Parses a workload's ground truth: the last non-empty line of its stdout.
+/// `context` (e.g. spanlet's stderr) is shown if there is none.
+pub fn parse_truth<T: DeserializeOwned>(stdout: &str, context: &str) -> T {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("the workload printed no ground truth; context:\n{context}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad ground truth {line:?}: {e}"))
+}
+
+/// Printed by c_mutex, rust_mutex and py_lock.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LockTruth {
+    pub workload: String,
+    pub pid: u32,
+    pub main_tid: u32,
+    /// Futex word of the measured lock (absent for Python).
+    pub addr: Option<String>,
+    pub holder_tid: u32,
+    pub waiter_tids: Vec<u32>,
+    pub hold_ms: u64,
+    pub gap_ms: u64,
+    pub rounds: usize,
+    pub acquisitions: u64,
+    /// [lock, unlock] of each round by the holder, Unix ns.
+    pub round_windows_unix_nano: Vec<[u64; 2]>,
+}
+
+impl LockTruth {
+    pub fn addr(&self) -> u64 {
+        parse_hex(
+            self.addr
+                .as_deref()
+                .expect("this workload prints its lock address"),
+        )
+    }
+
+    /// All threads of the workload.
+    pub fn tids(&self) -> Vec<u32> {
+        let mut t = vec![self.main_tid, self.holder_tid];
+        t.extend(&self.waiter_tids);
+        t
+    }
+
+    pub fn hold_ns(&self) -> u64 {
+        self.hold_ms * MS
+    }
+
+    /// Sanity of the workload itself, so a broken workload is not blamed on
+    /// spanlet.
+    pub fn check(&self) {
+        assert_eq!(self.round_windows_unix_nano.len(), self.rounds);
+        assert_eq!(
+            self.acquisitions,
+            (self.rounds * self.waiter_tids.len()) as u64,
+            "workload did not complete its rounds"
+        );
+    }
+
+    /// Rounds (0-based) with at least one of `spanlets` that started while
+    /// the holder held the lock and ended when the holder released it:
+    /// start in `[lock, unlock]` and end in `[unlock, unlock + ROUND_LATE_NS]`,
+    /// each widened by [`ROUND_CLOCK_TOLERANCE_NS`]. Callers pass the waits
+    /// that should occur once per round (e.g. long waits woken by the
+    /// holder). Checking the end as well as the start makes a skew of more
+    /// than a few ms in spanlet's Unix timestamps fail, whatever the round
+    /// period.
+    pub fn rounds_covered(&self, spanlets: &[&Spanlet]) -> Vec<usize> {
+        let tol = ROUND_CLOCK_TOLERANCE_NS;
+        self.round_windows_unix_nano
+            .iter()
+            .enumerate()
+            .filter(|(_, [lock, unlock])| {
+                spanlets.iter().any(|s| {
+                    let (start, end) = (s.start_unix_nano, s.end_unix_nano());
+                    start + tol >= *lock
+                        && start <= unlock + tol
+                        && end + tol >= *unlock
+                        && end <= unlock + ROUND_LATE_NS + tol
+                })
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Printed by c_condvar.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CondvarTruth {
+    pub workload: String,
+    pub pid: u32,
+    pub main_tid: u32,
+    pub cond_addr: String,
+    pub cond_size: u64,
+    pub mutex_addr: String,
+    pub producer_tid: u32,
+    pub consumer_tid: u32,
+    pub period_ms: u64,
+    pub items: usize,
+    pub consumed: usize,
+    pub produced_unix_nano: Vec<u64>,
+}
+
+impl CondvarTruth {
+    /// Whether `addr` is inside the pthread_cond_t: glibc waits on a word in
+    /// its middle (`__g_signals`), not on its first byte.
+    pub fn in_cond(&self, addr: u64) -> bool {
+        let base = parse_hex(&self.cond_addr);
+        (base..base + self.cond_size).contains(&addr)
+    }
+}
+
+/// Fraction `part / whole`, 0 for an empty whole.
+pub fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}

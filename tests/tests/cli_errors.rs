@@ -1,0 +1,130 @@
+//! What a user sees when they get spanlet's command line or input wrong:
+//! a non-zero exit and a clear, short message, never a panic.
+//!
+//! Only the truncated-capture test needs eBPF (to make a real capture).
+
+use std::fs;
+use std::process::Output;
+
+use spanlet_tests::{C_MUTEX, kernel_test_lock, record_command, spanlet};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Non-zero exit, something on stderr, and no Rust panic.
+fn assert_clean_failure(what: &str, out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{what} should fail; stdout:\n{}\nstderr:\n{stderr}",
+        text(&out.stdout)
+    );
+    assert!(
+        !stderr.trim().is_empty(),
+        "{what} failed ({}) without saying why",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{what} panicked instead of reporting an error:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn record_of_a_missing_pid_fails_with_one_line() {
+    // In a scratch directory, in case a default output file is created.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // Above any pid_max (at most 2^22), so no such process can exist.
+    let pid = "999999999";
+    let out = spanlet(
+        ["record", "--pid", pid, "--duration", "1s"],
+        Some(dir.path()),
+    );
+    let stderr = assert_clean_failure("spanlet record --pid 999999999", &out);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{stderr}");
+    assert!(
+        lines[0].contains(pid),
+        "the error should name the pid {pid}: {}",
+        lines[0]
+    );
+}
+
+#[test]
+fn report_of_a_missing_file_fails_clearly() {
+    let path = "/nonexistent/spanlet-capture.spanlet";
+    let out = spanlet(["report", path], None);
+    let stderr = assert_clean_failure("spanlet report <missing file>", &out);
+    assert!(
+        stderr.contains(path),
+        "the error should name the file {path}:\n{stderr}"
+    );
+    let lower = stderr.to_lowercase();
+    assert!(
+        ["no such file", "not found", "does not exist"]
+            .iter()
+            .any(|s| lower.contains(s)),
+        "the error should say the file does not exist:\n{stderr}"
+    );
+}
+
+#[test]
+fn report_of_garbage_says_not_a_capture() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("garbage.spanlet");
+    // Deterministic noise (xorshift), so a failure reproduces.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    fs::write(&path, bytes).expect("write garbage file");
+    let out = spanlet(["report".as_ref(), path.as_os_str()], None);
+    let stderr = assert_clean_failure("spanlet report <garbage>", &out);
+    assert!(
+        stderr.to_lowercase().contains("not a spanlet capture"),
+        "the error should say the file is not a spanlet capture:\n{stderr}"
+    );
+}
+
+#[test]
+fn report_of_a_truncated_capture_succeeds_and_says_so() {
+    let _serial = kernel_test_lock();
+    let no_args: &[&str] = &[];
+    let Some(rec) = record_command(&["--min-wait", "1ms"], C_MUTEX, no_args) else {
+        return;
+    };
+    let full = fs::read(&rec.capture).expect("read capture");
+    // Cut inside the stream of records, as a crash or a full disk would.
+    let cut = full.len() * 3 / 5;
+    assert!(cut > 0, "capture is empty");
+    let truncated = rec.dir.path().join("truncated.spanlet");
+    fs::write(&truncated, &full[..cut]).expect("write truncated copy");
+
+    let out = spanlet(["report".as_ref(), truncated.as_os_str()], None);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "report of a truncated capture ({cut} of {} bytes) should still succeed ({}):\n\
+         stderr:\n{stderr}\nstdout:\n{stdout}",
+        full.len(),
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "report panicked on a truncated capture:\n{stderr}"
+    );
+    assert!(
+        format!("{stdout}\n{stderr}")
+            .to_lowercase()
+            .contains("truncated"),
+        "report should say the capture is truncated:\nstderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+}
