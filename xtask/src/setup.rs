@@ -1,0 +1,272 @@
+//! `cargo xtask setup`: prepare a fresh machine. Idempotent: every step checks
+//! first and only installs what is missing, printing "ok: …" or "installed: …".
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{probe, run, stdout_of};
+
+/// Debian packages the tests and benchmarks need.
+const APT_PACKAGES: &[&str] = &["gcc", "python3", "bpftrace", "sysbench"];
+/// bpf-linker release known to work with aya-build 0.2; built against the
+/// nightly toolchain's own LLVM (the `llvm-<major>` feature is derived).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Written next to cargo's install metadata once bpf-linker is built; holds the
+/// nightly `rustc --version --verbose` it was built for.
+const BPF_LINKER_STAMP: &str = ".spanlet-bpf-linker-stamp";
+const TRACEFS: &str = "/sys/kernel/tracing";
+const BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn task() -> Result<()> {
+    kernel_btf().context("setup step `kernel BTF` failed")?;
+    tracefs().context("setup step `tracefs` failed")?;
+    apt_packages().context("setup step `Debian packages` failed")?;
+    lint_components().context("setup step `rustfmt and clippy` failed")?;
+    let nightly = nightly_toolchain().context("setup step `nightly toolchain` failed")?;
+    rust_src().context("setup step `rust-src for nightly` failed")?;
+    bpf_linker(&nightly).context("setup step `bpf-linker` failed")?;
+    Ok(())
+}
+
+/// spanlet resolves kernel types through BTF; without it nothing can work.
+fn kernel_btf() -> Result<()> {
+    if !Path::new(BTF).exists() {
+        bail!(
+            "{BTF} does not exist: spanlet needs a kernel built with BTF \
+             (CONFIG_DEBUG_INFO_BTF=y)"
+        );
+    }
+    println!("ok: kernel BTF ({BTF})");
+    Ok(())
+}
+
+/// Tracepoints and uprobes are managed through tracefs.
+fn tracefs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_dev, dir, fstype) = (fields.next(), fields.next(), fields.next());
+        dir == Some(TRACEFS) && fstype == Some("tracefs")
+    });
+    if mounted {
+        println!("ok: tracefs mounted at {TRACEFS}");
+        return Ok(());
+    }
+    run(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))?;
+    println!("installed: tracefs mounted at {TRACEFS}");
+    Ok(())
+}
+
+fn apt_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    let all = APT_PACKAGES.join(" ");
+    if missing.is_empty() {
+        println!("ok: Debian packages ({all})");
+        return Ok(());
+    }
+    run(Command::new("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    println!("installed: Debian packages ({})", missing.join(" "));
+    Ok(())
+}
+
+/// `dpkg -s` exits 0 for removed-but-configured packages too; read the status.
+fn dpkg_installed(pkg: &str) -> bool {
+    probe(Command::new("dpkg").args(["-s", pkg])).is_some_and(|out| {
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "Status: install ok installed")
+    })
+}
+
+/// `cargo xtask test` runs `cargo fmt` and `cargo clippy` on the default toolchain.
+fn lint_components() -> Result<()> {
+    let installed = stdout_of(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    let missing: Vec<&str> = ["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        println!("ok: rustfmt and clippy");
+        return Ok(());
+    }
+    run(Command::new("rustup")
+        .args(["component", "add"])
+        .args(&missing))?;
+    println!("installed: {}", missing.join(" and "));
+    Ok(())
+}
+
+/// Component lines look like `rust-src` or `clippy-x86_64-unknown-linux-gnu`.
+fn has_component(list: &str, name: &str) -> bool {
+    list.lines().map(str::trim).any(|l| {
+        l == name
+            || l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with("-x86_64") || rest.starts_with("-aarch64"))
+    })
+}
+
+/// The installed `nightly` is used as is (it cannot be downloaded here).
+/// Returns its `rustc --version --verbose`.
+fn nightly_toolchain() -> Result<String> {
+    let verbose = stdout_of(Command::new("rustup").args([
+        "run",
+        "nightly",
+        "rustc",
+        "--version",
+        "--verbose",
+    ]))
+    .context("the `nightly` toolchain must be installed (rustup toolchain install nightly)")?;
+    let first = verbose.lines().next().unwrap_or_default();
+    println!("ok: nightly toolchain ({first})");
+    Ok(verbose)
+}
+
+fn rust_src() -> Result<()> {
+    let installed = stdout_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if has_component(&installed, "rust-src") {
+        println!("ok: rust-src for nightly");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    println!("installed: rust-src for nightly");
+    Ok(())
+}
+
+/// bpf-linker must be built against the nightly toolchain's own LLVM, linked
+/// dynamically to its libLLVM. Rebuilt whenever the nightly changes.
+fn bpf_linker(nightly: &str) -> Result<()> {
+    let root = install_root()?;
+    let bin = root.join("bin").join("bpf-linker");
+    let stamp = root.join(BPF_LINKER_STAMP);
+    let llvm_major = llvm_major(nightly)?;
+    let works = probe(Command::new(&bin).arg("--version")).is_some_and(|o| o.status.success());
+
+    if works && fs::read_to_string(&stamp).is_ok_and(|s| s == nightly) {
+        println!("ok: bpf-linker (built for this nightly's LLVM {llvm_major})");
+        return Ok(());
+    }
+    if works && !stamp.exists() && installed_for(&root, nightly, &llvm_major) {
+        // Installed by hand with the documented command; cargo recorded the rustc.
+        write_stamp(&stamp, nightly)?;
+        println!("ok: bpf-linker (built for this nightly's LLVM {llvm_major}; stamp written)");
+        return Ok(());
+    }
+
+    let sysroot =
+        stdout_of(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let lib_dir = PathBuf::from(sysroot.trim()).join("lib");
+    let llvm_lib = llvm_lib_name(&lib_dir, &llvm_major)?;
+    let rustflags = format!(
+        "-L {dir} -C link-arg=-l{llvm_lib} -C link-arg=-Wl,-rpath,{dir}",
+        dir = lib_dir.display()
+    );
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--locked", "--force"])
+        .args(["--version", BPF_LINKER_VERSION, "--no-default-features"])
+        .arg("--features")
+        .arg(format!("llvm-{llvm_major},no-llvm-linking"))
+        .arg("--root")
+        .arg(&root)
+        .env("RUSTFLAGS", rustflags)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR"))?;
+    stdout_of(Command::new(&bin).arg("--version"))
+        .context("the freshly built bpf-linker does not run")?;
+    write_stamp(&stamp, nightly)?;
+    println!("installed: bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm_major}, {llvm_lib})");
+    Ok(())
+}
+
+/// Where `cargo install` puts binaries: `$CARGO_INSTALL_ROOT`, `$CARGO_HOME`, or `~/.cargo`.
+fn install_root() -> Result<PathBuf> {
+    for var in ["CARGO_INSTALL_ROOT", "CARGO_HOME"] {
+        if let Some(dir) = env::var_os(var).filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let home = env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cargo"))
+}
+
+/// "LLVM version: 22.1.4" → "22".
+fn llvm_major(verbose: &str) -> Result<String> {
+    verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("no LLVM version in nightly's `rustc --version --verbose`:\n{verbose}")
+        })
+}
+
+/// Whether cargo's install metadata says bpf-linker was built by this exact
+/// nightly with its LLVM feature and dynamic linking to the toolchain's libLLVM.
+fn installed_for(root: &Path, nightly: &str, llvm_major: &str) -> bool {
+    let Ok(text) = fs::read_to_string(root.join(".crates2.json")) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let Some(installs) = json["installs"].as_object() else {
+        return false;
+    };
+    let feature = format!("llvm-{llvm_major}");
+    installs.iter().any(|(key, entry)| {
+        let features: Vec<&str> = entry["features"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        key.starts_with("bpf-linker ")
+            && entry["rustc"].as_str() == Some(nightly)
+            && features.contains(&feature.as_str())
+            && features.contains(&"no-llvm-linking")
+    })
+}
+
+/// The toolchain's `lib/libLLVM-<major>-rust-*.so` as a linker name
+/// (e.g. `LLVM-22-rust-1.97.0-nightly`).
+fn llvm_lib_name(lib_dir: &Path, llvm_major: &str) -> Result<String> {
+    let prefix = format!("libLLVM-{llvm_major}-rust-");
+    let mut names = Vec::new();
+    for entry in fs::read_dir(lib_dir).with_context(|| format!("reading {}", lib_dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix)
+            && let Some(stem) = name.strip_suffix(".so")
+        {
+            names.push(stem["lib".len()..].to_owned());
+        }
+    }
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no {prefix}*.so in {}", lib_dir.display()),
+        many => bail!("several LLVM libraries in {}: {many:?}", lib_dir.display()),
+    }
+}
+
+fn write_stamp(stamp: &Path, nightly: &str) -> Result<()> {
+    fs::write(stamp, nightly).with_context(|| format!("writing {}", stamp.display()))
+}

@@ -1,0 +1,138 @@
+//! `cargo xtask test`: the project's one test command (README and .ci/run use it).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::Stdio,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, display, run, target_dir};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Extra arguments for `cargo test --release`, after `--`
+    /// (e.g. `cargo xtask test -- -p spanlet-tests -- --nocapture`).
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+pub fn task(args: &Args) -> Result<()> {
+    fmt().context("test step `cargo fmt --check` failed")?;
+    clippy().context("test step `cargo clippy` failed")?;
+    build().context("test step `cargo build --release` failed")?;
+    test(&args.cargo_test_args).context("test step `cargo test --release` failed")?;
+    Ok(())
+}
+
+fn fmt() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+/// Run at the root without `--workspace`: default-members leave out
+/// agent-ebpf, whose binary only builds for the BPF target (agent/build.rs
+/// builds it there, in `cargo build` below). Clippy's build-script output
+/// directory differs from the build's, so without `AYA_BUILD_SKIP=1` the eBPF
+/// object would be compiled twice; clippy never lints it either way.
+fn clippy() -> Result<()> {
+    run(cargo()
+        .args([
+            "clippy",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("AYA_BUILD_SKIP", "1"))
+}
+
+/// Builds `spanlet` including its eBPF object (agent/build.rs via aya-build).
+fn build() -> Result<()> {
+    run(cargo().args(["build", "--release"]))
+}
+
+/// Unit and integration tests; the integration tests run the built binary
+/// (`SPANLET_BIN`) and load real eBPF programs, so they need root. Cargo's
+/// output is passed through, and the per-binary `test result:` lines are
+/// summed into one closing line, so the run ends on the whole count rather
+/// than on whichever binary happened to run last.
+fn test(extra: &[String]) -> Result<()> {
+    let bin = target_dir().join("release").join("spanlet");
+    let mut cmd = cargo();
+    cmd.args(["test", "--release"])
+        .args(extra)
+        .env("SPANLET_BIN", &bin)
+        .stdout(Stdio::piped());
+    eprintln!("$ {}", display(&cmd));
+    let mut child = cmd.spawn().context("could not start `cargo test`")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let status = child.wait().context("waiting for `cargo test`")?;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() {
+        bail!("`cargo test --release` failed ({status})");
+    }
+    if totals.passed == 0 {
+        bail!("`cargo test --release` ran no test");
+    }
+    Ok(())
+}
+
+/// Sums of cargo's `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_result_lines() {
+        let mut t = Totals::default();
+        t.add("test result: ok. 57 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.04s");
+        t.add("test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add("test foo ... ok");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 60,
+                failed: 1,
+                ignored: 1
+            }
+        );
+    }
+}
