@@ -16,6 +16,13 @@ pub mod maps {
     pub const PIDS: &str = "SPANLET_PIDS";
     /// tid -> [`crate::WaitState`]: threads currently blocked in a futex wait.
     pub const WAITS: &str = "SPANLET_WAITS";
+    /// Array of [`crate::WAIT_HINT_SLOTS`] slots, non-zero where a tgid in
+    /// `SPANLET_PIDS` falls (`tgid % WAIT_HINT_SLOTS`): lets the blocking
+    /// path of untraced processes skip the hash lookup.
+    pub const PID_HINTS: &str = "SPANLET_PID_HINTS";
+    /// Array of [`crate::WAIT_HINT_SLOTS`] counters: waits in flight per
+    /// `tid % WAIT_HINT_SLOTS`.
+    pub const WAIT_HINTS: &str = "SPANLET_WAIT_HINTS";
     /// Per-CPU array of [`crate::Counter`] values.
     pub const COUNTERS: &str = "SPANLET_COUNTERS";
     /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).
@@ -35,6 +42,15 @@ pub const MAX_PIDS: u32 = 4096;
 pub const MAX_WAITS: u32 = 65_536;
 pub const MAX_LOCK_CALLS: u32 = 16_384;
 pub const MAX_HELD: u32 = 65_536;
+/// Slots of the wait-hint array (a power of two). Every context switch and
+/// wake-up in the system asks "is this thread in a tracked wait?"; an array
+/// slot (inlined by the JIT) answers "no" for almost all of them without the
+/// hash lookup.
+pub const WAIT_HINT_SLOTS: u32 = 1 << 16;
+/// The programs wake the RingBuf reader only once this much is pending; the
+/// reader also drains on a timer, so an idle ring still empties. Waking it
+/// per event would cost an irq_work per wait.
+pub const RINGBUF_WAKEUP_BYTES: u64 = 64 << 10;
 /// Default RingBuf size in bytes (power of two, multiple of the page size).
 pub const DEFAULT_RINGBUF_BYTES: u32 = 8 << 20;
 

@@ -3,6 +3,10 @@
 //! workspace still work.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target has no atomic read-modify-write types (no CAS), but LLVM
+// lowers an atomic add whose result is unused to BPF's `lock xadd`.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod programs;

@@ -1,15 +1,19 @@
 //! Futex waits, seen only when they block: the scheduler tells us when a
 //! thread goes off CPU inside a futex wait syscall, who wakes it, and when
 //! it runs again. Calls that do not block cost nothing.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use agent_ebpf::{
-    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WaitState, futex_op, syscalls,
-    wait_flags,
+    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WAIT_HINT_SLOTS, WaitState, futex_op,
+    syscalls, wait_flags,
 };
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id};
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+};
 
 use super::{
     config, counters, filter,
-    maps::{EVENTS, WAITS},
+    maps::{EVENTS, WAIT_HINTS, WAITS},
     regs::{self, Syscall},
 };
 
@@ -78,9 +82,35 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
     }
 }
 
+/// Adds `delta` (wrapping) to the hint slot of `tid`.
+#[inline(always)]
+fn hint_add(tid: u32, delta: u64) {
+    if let Some(slot) = WAIT_HINTS.get_ptr_mut(tid & (WAIT_HINT_SLOTS - 1)) {
+        // SAFETY: an array slot lives as long as the map; concurrent updates
+        // from other CPUs are atomic adds too.
+        let _ = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
+    }
+}
+
+/// Cheap pre-check: false means `tid` is certainly not in a tracked wait.
+#[inline(always)]
+fn may_be_waiting(tid: u32) -> bool {
+    match WAIT_HINTS.get_ptr(tid & (WAIT_HINT_SLOTS - 1)) {
+        // SAFETY: an array slot lives as long as the map.
+        Some(slot) => (unsafe { core::ptr::read_volatile(slot) }) != 0,
+        None => true,
+    }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 /// `prev` (the current task) is going off CPU in a sleeping state.
 #[inline(always)]
-pub fn on_block(prev: *mut core::ffi::c_void, now: u64) {
+pub fn on_block(prev: *mut core::ffi::c_void) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !filter::traced(tgid) {
@@ -112,7 +142,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, now: u64) {
         None => 0,
     };
     let state = WaitState {
-        block_ns: now,
+        block_ns: now(),
         wake_ns: 0,
         uaddr: target.uaddr,
         syscall: sc.nr as u32,
@@ -127,18 +157,23 @@ pub fn on_block(prev: *mut core::ffi::c_void, now: u64) {
         waker_comm: [0; 16],
     };
     counters::bump(Counter::WaitsSeen);
-    if WAITS.insert(pid_tgid as u32, state, 0).is_err() {
+    let tid = pid_tgid as u32;
+    let fresh = WAITS.get_ptr(tid).is_none();
+    if WAITS.insert(tid, state, 0).is_err() {
         counters::bump(Counter::WaitsFull);
+    } else if fresh {
+        hint_add(tid, 1);
     }
 }
 
 /// `task` is being woken by the current context (sched_waking runs in the
 /// waker's context).
 #[inline(always)]
-pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
-    let Some(tid) = regs::task_tid(task as u64) else {
+pub fn on_waking(task: *mut core::ffi::c_void) {
+    let tid = regs::trusted_task_tid(task.cast());
+    if !may_be_waiting(tid) {
         return;
-    };
+    }
     let Some(state) = WAITS.get_ptr_mut(tid) else {
         return;
     };
@@ -147,7 +182,7 @@ pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
     if state.wake_ns != 0 {
         return;
     }
-    state.wake_ns = now;
+    state.wake_ns = now();
     let pid_tgid = bpf_get_current_pid_tgid();
     let waker = || ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if regs::task_sigpending(task as u64) {
@@ -194,17 +229,20 @@ pub fn on_waking(task: *mut core::ffi::c_void, now: u64) {
 
 /// `task` is about to run: if it was in a tracked wait, the wait is over.
 #[inline(always)]
-pub fn on_run(task: *mut core::ffi::c_void, now: u64) {
-    let task = task as u64;
-    let Some(tid) = regs::task_tid(task) else {
+pub fn on_run(task: *mut core::ffi::c_void) {
+    let tid = regs::trusted_task_tid(task.cast());
+    if !may_be_waiting(tid) {
         return;
-    };
+    }
     let Some(state) = WAITS.get_ptr(tid) else {
         return;
     };
     // SAFETY: a pointer into a map value, valid for this program run.
     let state = unsafe { *state };
-    let _ = WAITS.remove(tid);
+    if WAITS.remove(tid).is_ok() {
+        hint_add(tid, u64::MAX);
+    }
+    let now = now();
     if now.saturating_sub(state.block_ns) < config::get().min_wait_ns {
         counters::bump(Counter::BelowMinWait);
         return;
@@ -219,12 +257,12 @@ pub fn on_run(task: *mut core::ffi::c_void, now: u64) {
             // SAFETY: plain helper call.
             cpu: unsafe { bpf_get_smp_processor_id() },
             ts_ns: now,
-            pid: regs::task_tgid(task).unwrap_or(0),
+            pid: regs::task_tgid(task as u64).unwrap_or(0),
             tid,
         },
         wait: state,
     };
     entry.write(event);
-    entry.submit(0);
+    entry.submit(super::maps::submit_flags());
     counters::bump(Counter::Emitted);
 }

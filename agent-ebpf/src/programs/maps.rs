@@ -1,11 +1,11 @@
 //! Every map of the programs, named by the shared constants in the ABI.
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, HeldKey, HeldLock, LockCall, MAX_HELD, MAX_LOCK_CALLS,
-    MAX_PIDS, MAX_WAITS, PidEntry, WaitState,
+    MAX_PIDS, MAX_WAITS, PidEntry, WAIT_HINT_SLOTS, WaitState,
 };
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
 #[map(name = "SPANLET_EVENTS")]
@@ -17,6 +17,12 @@ pub static PIDS: HashMap<u32, PidEntry> = HashMap::with_max_entries(MAX_PIDS, 0)
 #[map(name = "SPANLET_WAITS")]
 pub static WAITS: HashMap<u32, WaitState> = HashMap::with_max_entries(MAX_WAITS, 0);
 
+#[map(name = "SPANLET_PID_HINTS")]
+pub static PID_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
+
+#[map(name = "SPANLET_WAIT_HINTS")]
+pub static WAIT_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
+
 #[map(name = "SPANLET_COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
@@ -25,3 +31,16 @@ pub static LOCK_CALLS: HashMap<u32, LockCall> = HashMap::with_max_entries(MAX_LO
 
 #[map(name = "SPANLET_HELD")]
 pub static HELD: HashMap<HeldKey, HeldLock> = HashMap::with_max_entries(MAX_HELD, 0);
+
+/// Submit flags for an event: wake the reader only when enough is pending.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= agent_ebpf::RINGBUF_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}

@@ -111,7 +111,7 @@ pub fn mutex_unlock_enter(ctx: ProbeContext) -> u32 {
         acquired_ns: held.acquired_ns,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    entry.submit(0);
+    entry.submit(super::maps::submit_flags());
     counters::bump(Counter::Emitted);
     0
 }

@@ -16,20 +16,28 @@ pub struct Syscall {
 #[inline(always)]
 pub fn syscall_of(task: *mut core::ffi::c_void) -> Option<Syscall> {
     let cfg = config::get();
-    // SAFETY: bpf_task_pt_regs returns the pt_regs at the top of the task's
-    // kernel stack; every read below goes through bpf_probe_read_kernel.
-    let regs = unsafe { bpf_task_pt_regs(task.cast()) } as u64;
-    if regs == 0 {
+    // SAFETY: bpf_task_pt_regs returns the BTF-typed pt_regs at the top of
+    // the task's kernel stack.
+    let regs = unsafe { bpf_task_pt_regs(task.cast()) } as *const u8;
+    if regs.is_null() {
         return None;
     }
-    let nr = read_kernel_u64(regs + cfg.regs_orig_ax_off as u64)?;
-    let mut args = [0u64; 6];
-    let mut i = 0;
-    while i < 6 {
-        args[i] = read_kernel_u64(regs + cfg.regs_arg_off[i] as u64)?;
-        i += 1;
-    }
-    Some(Syscall { nr, args })
+    // Direct loads: the offsets come from frozen `.rodata`, so the verifier
+    // checks each against pt_regs in the kernel's BTF and makes it a
+    // fault-tolerant load; no helper call per register.
+    // SAFETY: see above; every offset is a pt_regs member of this kernel.
+    let load = |off: u32| unsafe { core::ptr::read_volatile(regs.add(off as usize).cast::<u64>()) };
+    Some(Syscall {
+        nr: load(cfg.regs_orig_ax_off),
+        args: [
+            load(cfg.regs_arg_off[0]),
+            load(cfg.regs_arg_off[1]),
+            load(cfg.regs_arg_off[2]),
+            load(cfg.regs_arg_off[3]),
+            load(cfg.regs_arg_off[4]),
+            load(cfg.regs_arg_off[5]),
+        ],
+    })
 }
 
 #[inline(always)]
@@ -55,6 +63,19 @@ pub fn read_user_u32(addr: u64) -> Option<u32> {
 pub fn read_user_u64(addr: u64) -> Option<u64> {
     // SAFETY: probe reads tolerate any address.
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+/// `task->pid` (the thread id) of a trusted task pointer (a tp_btf
+/// argument). A direct load: the offset comes from frozen `.rodata`, so the
+/// verifier checks it against the kernel's BTF and turns it into a
+/// fault-tolerant load, cheaper than a probe-read helper call on the paths
+/// every context switch takes.
+#[inline(always)]
+pub fn trusted_task_tid(task: *const u8) -> u32 {
+    let off = config::get().task_pid_off as usize;
+    // SAFETY: `task` is a BTF-typed task_struct pointer and `off` the offset
+    // of its `pid` member in this kernel's BTF; the verifier enforces both.
+    unsafe { core::ptr::read_volatile(task.add(off).cast::<u32>()) }
 }
 
 /// `task->pid` (the thread id).

@@ -1,6 +1,6 @@
 //! Scheduler hook points: the only programs on the hot path of every
 //! context switch, so each returns as early as it can.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use super::{config, counters, filter, futex, regs};
 
@@ -20,12 +20,10 @@ fn try_sched_switch(ctx: &BtfTracePointContext) {
     let prev: *mut core::ffi::c_void = ctx.arg(1);
     let next: *mut core::ffi::c_void = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
     if preempt & 0xff == 0 && prev_state as u32 != 0 {
-        futex::on_block(prev, now);
+        futex::on_block(prev);
     }
-    futex::on_run(next, now);
+    futex::on_run(next);
 }
 
 /// tp_btf/sched_waking(struct task_struct *p): runs in the waker's context
@@ -33,9 +31,7 @@ fn try_sched_switch(ctx: &BtfTracePointContext) {
 #[btf_tracepoint(function = "sched_waking")]
 pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     let task: *mut core::ffi::c_void = ctx.arg(0);
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    futex::on_waking(task, now);
+    futex::on_waking(task);
     0
 }
 
