@@ -9,13 +9,23 @@ use std::{collections::HashMap, path::Path};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// Overrides [`VMLINUX_BTF`], e.g. in a container that mounts the host's
+/// /sys elsewhere.
+pub const BTF_PATH_ENV: &str = "SPANLET_KERNEL_BTF";
+
+/// The kernel BTF file to read: `$SPANLET_KERNEL_BTF` or the sysfs one.
+pub fn vmlinux_btf_path() -> std::path::PathBuf {
+    std::env::var_os(BTF_PATH_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| VMLINUX_BTF.into(), Into::into)
+}
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error(
-        "this kernel has no BTF at {path} ({source}); spanlet needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        "this kernel has no BTF at {path}; spanlet needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
     )]
     Missing {
         path: String,
@@ -65,7 +75,7 @@ pub struct KernelBtf {
 impl KernelBtf {
     /// Reads the running kernel's BTF.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
-        Self::from_file(Path::new(VMLINUX_BTF))
+        Self::from_file(&vmlinux_btf_path())
     }
 
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {

@@ -2,10 +2,10 @@
 //! hands out the maps the agent uses.
 use std::time::Duration;
 
-use agent_ebpf::{COUNTER_SLOTS, PID_REASON_USER, PidEntry, globals, maps};
+use agent_ebpf::{COUNTER_SLOTS, PID_REASON_USER, PidEntry, WAIT_HINT_SLOTS, globals, maps};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
 };
 
 use crate::{
@@ -58,6 +58,7 @@ pub struct Tracer {
     /// Keeps programs and links alive.
     ebpf: Ebpf,
     pids: HashMap<MapData, u32, PidEntry>,
+    pid_hints: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -93,13 +94,10 @@ impl Tracer {
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
         };
-        let mut pid_map: HashMap<MapData, u32, PidEntry> =
+        let pid_map: HashMap<MapData, u32, PidEntry> =
             HashMap::try_from(take(&mut ebpf, maps::PIDS)?).map_err(map_err(maps::PIDS))?;
-        for &(pid, reason) in pids {
-            pid_map
-                .insert(pid, PidEntry { reason, _pad: 0 }, 0)
-                .map_err(map_err(maps::PIDS))?;
-        }
+        let pid_hints =
+            Array::try_from(take(&mut ebpf, maps::PID_HINTS)?).map_err(map_err(maps::PID_HINTS))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
             .map_err(map_err(maps::COUNTERS))?;
         let events =
@@ -110,13 +108,18 @@ impl Tracer {
             follow_forks: opts.follow_forks,
             uprobe_pids,
         };
-        probes::attach_all(&mut ebpf, &plan)?;
-        Ok(Self {
+        let mut tracer = Self {
             ebpf,
             pids: pid_map,
+            pid_hints,
             counters,
             events: Some(events),
-        })
+        };
+        for &(pid, reason) in pids {
+            tracer.insert_pid(pid, reason)?;
+        }
+        probes::attach_all(&mut tracer.ebpf, &plan)?;
+        Ok(tracer)
     }
 
     /// The event ring, for the one task that drains it.
@@ -131,16 +134,17 @@ impl Tracer {
 
     /// Adds a process to the PID set.
     pub fn add_pid(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.insert_pid(pid, PID_REASON_USER)
+    }
+
+    fn insert_pid(&mut self, pid: u32, reason: u32) -> Result<(), LoadError> {
         self.pids
-            .insert(
-                pid,
-                PidEntry {
-                    reason: PID_REASON_USER,
-                    _pad: 0,
-                },
-                0,
-            )
-            .map_err(map_err(maps::PIDS))
+            .insert(pid, PidEntry { reason, _pad: 0 }, 0)
+            .map_err(map_err(maps::PIDS))?;
+        // Marks the slot for the kernel's cheap pre-check; never cleared.
+        self.pid_hints
+            .set(pid & (WAIT_HINT_SLOTS - 1), 1, 0)
+            .map_err(map_err(maps::PID_HINTS))
     }
 
     /// Removes a process from the PID set (no error if absent).

@@ -113,7 +113,7 @@ fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
 
 /// Loads and attaches every probe the plan asks for.
 pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachError> {
-    let btf = Btf::from_sys_fs()?;
+    let btf = Btf::parse_file(crate::btf::vmlinux_btf_path(), aya::Endianness::default())?;
     for probe in PROBES.iter().filter(|p| wanted(p, plan)) {
         let program = ebpf
             .program_mut(probe.program)

@@ -7,6 +7,19 @@ pub fn exists(pid: u32) -> bool {
     PathBuf::from(format!("/proc/{pid}")).exists()
 }
 
+/// Whether the process is still running: it exists and is not a zombie
+/// (exited, waiting for its parent to reap it) or dead.
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the last ')' (the command name may contain one).
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
 /// Whether `tid` is a live thread of process `pid`.
 pub fn is_thread_of(pid: u32, tid: u32) -> bool {
     PathBuf::from(format!("/proc/{pid}/task/{tid}")).exists()
@@ -69,12 +82,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: /proc/PID exists, in state Z once it has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_running(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(exists(pid), "the zombie should still be in /proc");
+        assert!(!is_running(pid));
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn sees_own_threads() {
         let pid = std::process::id();
         let me = threads(pid);
         assert!(me.iter().any(|t| t.tid == pid), "{me:?}");
         assert!(is_thread_of(pid, pid));
         assert!(!exists(u32::MAX - 1));
+        assert!(is_running(pid));
+        assert!(!is_running(u32::MAX - 1));
         assert!(process_info(pid).is_some_and(|p| !p.cmdline.is_empty()));
     }
 }

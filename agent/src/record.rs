@@ -10,6 +10,7 @@ use std::{
 };
 
 use agent_ebpf::{PID_REASON_SPAWNER, PID_REASON_USER};
+use aya::maps::{MapData, RingBuf};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -174,20 +175,10 @@ async fn child_exit(launched: Option<&mut Launched>) -> std::io::Result<ExitStat
     }
 }
 
-pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
-    if opts.pids.is_empty() && opts.command.is_empty() {
-        return Err(RecordError::NoTarget);
-    }
-    if let Some(&pid) = opts.pids.iter().find(|&&p| p == 0 || !procfs::exists(p)) {
-        return Err(RecordError::NoSuchPid(pid));
-    }
-    // Fail on an unwritable output before touching the kernel or the command.
-    std::fs::File::create(&opts.output).map_err(|source| RecordError::Output {
-        path: opts.output.display().to_string(),
-        source,
-    })?;
-
-    let clock = EpochClock::calibrate();
+/// Loads and attaches the programs, then launches the command if any.
+fn start(
+    opts: &RecordOptions,
+) -> Result<(Tracer, RingBuf<MapData>, Option<Launched>), RecordError> {
     let launching = !opts.command.is_empty();
     let mut initial: Vec<(u32, u32)> = opts.pids.iter().map(|&p| (p, PID_REASON_USER)).collect();
     if launching {
@@ -204,8 +195,7 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
     let ring = tracer
         .take_events()
         .ok_or(LoadError::MissingMap(agent_ebpf::maps::EVENTS))?;
-
-    let mut launched = if launching {
+    let launched = if launching {
         Some(launch(&mut tracer, &opts.command)?)
     } else {
         None
@@ -213,9 +203,39 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
     if let (true, Some(l)) = (opts.mutex_uprobes, &launched) {
         tracer.attach_mutex_uprobes(l.pid)?;
     }
+    Ok((tracer, ring, launched))
+}
+
+pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
+    if opts.pids.is_empty() && opts.command.is_empty() {
+        return Err(RecordError::NoTarget);
+    }
+    if let Some(&pid) = opts
+        .pids
+        .iter()
+        .find(|&&p| p == 0 || !procfs::is_running(p))
+    {
+        return Err(RecordError::NoSuchPid(pid));
+    }
+    // Privileges first: a user without them should not find a file made.
+    crate::caps::check().map_err(LoadError::from)?;
+    // Then an unwritable output, before touching the kernel or the command.
+    std::fs::File::create(&opts.output).map_err(|source| RecordError::Output {
+        path: opts.output.display().to_string(),
+        source,
+    })?;
+    let (tracer, ring, mut launched) = match start(&opts) {
+        Ok(started) => started,
+        Err(err) => {
+            let _ = std::fs::remove_file(&opts.output);
+            return Err(err);
+        }
+    };
     let mut pids = opts.pids.clone();
     pids.extend(launched.as_ref().map(|l| l.pid));
 
+    let clock = EpochClock::calibrate();
+    let launching = launched.is_some();
     let meta = CaptureMeta {
         format_version: FORMAT_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -274,7 +294,7 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
                 break format!("command exited ({})", exit_code_text(&status));
             }
             _ = ticker.tick() => {
-                alive.retain(|&p| procfs::exists(p));
+                alive.retain(|&p| procfs::is_running(p));
                 if launched.is_none() && alive.is_empty() {
                     break "all traced processes exited".to_owned();
                 }

@@ -41,6 +41,10 @@ fn drain_ready(
     }
 }
 
+/// How often the ring is drained without a wake-up: the programs wake the
+/// reader only when [`agent_ebpf::RINGBUF_WAKEUP_BYTES`] are pending.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Drains until `stop` turns true, then once more, and drops `tx` so the
 /// consumer sees the end.
 pub async fn run(
@@ -53,6 +57,8 @@ pub async fn run(
     // until it is dropped, which happens only after the AsyncFd is.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
@@ -60,6 +66,7 @@ pub async fn run(
                 drain_ready(guard.get_inner_mut(), &tx, &counters);
                 guard.clear_ready();
             }
+            _ = tick.tick() => drain_ready(fd.get_mut(), &tx, &counters),
             _ = stop.wait_for(|s| *s) => {
                 drain_ready(fd.get_mut(), &tx, &counters);
                 return Ok(());
