@@ -66,10 +66,14 @@ pub struct Config {
     pub task_pid_off: u32,
     /// `offsetof(struct task_struct, tgid)`.
     pub task_tgid_off: u32,
-    /// Offset of `thread_info.flags` inside `task_struct`.
-    pub task_ti_flags_off: u32,
-    /// Bit of `TIF_SIGPENDING` in `thread_info.flags`.
-    pub tif_sigpending_bit: u32,
+    /// `task_struct.pending.signal`, `task_struct.blocked` and
+    /// `task_struct.signal` (a pointer), and `signal_struct.shared_pending
+    /// .signal`: what `signal_pending()` looks at, by offset rather than by
+    /// TIF bit number, which differs between kernels and is not in BTF.
+    pub task_pending_off: u32,
+    pub task_blocked_off: u32,
+    pub task_signal_off: u32,
+    pub signal_shared_pending_off: u32,
     /// `offsetof(struct pt_regs, orig_ax)` and the argument registers, in
     /// syscall argument order: di, si, dx, r10, r8, r9.
     pub regs_orig_ax_off: u32,
@@ -80,7 +84,7 @@ pub struct Config {
     pub follow_forks: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 64);
+const _: () = assert!(size_of::<Config>() == 72);
 
 /// Value of the `SPANLET_PIDS` map.
 #[repr(C)]
@@ -116,6 +120,8 @@ pub enum Counter {
     WaitsSeen = 5,
     /// Mutex holds lost because `SPANLET_HELD` or `SPANLET_LOCK_CALLS` was full.
     HeldFull = 6,
+    /// Mutex holds shorter than `min_wait_ns` (filtered, not lost).
+    HoldsBelowMin = 7,
 }
 pub const COUNTER_SLOTS: u32 = 8;
 

@@ -6,13 +6,6 @@ use agent_ebpf::Config;
 
 use crate::btf::{BtfError, KernelBtf};
 
-/// `TIF_SIGPENDING` on x86_64 (arch/x86/include/asm/thread_info.h). It is a
-/// #define, so BTF does not carry it.
-#[cfg(target_arch = "x86_64")]
-const TIF_SIGPENDING: u32 = 2;
-#[cfg(target_arch = "aarch64")]
-const TIF_SIGPENDING: u32 = 0;
-
 /// Builds the programs' configuration for this kernel.
 pub fn build(
     btf: &KernelBtf,
@@ -25,8 +18,10 @@ pub fn build(
         min_wait_ns: u64::try_from(min_wait.as_nanos()).unwrap_or(u64::MAX),
         task_pid_off: btf.member_offset("task_struct", "pid")?,
         task_tgid_off: btf.member_offset("task_struct", "tgid")?,
-        task_ti_flags_off: btf.member_offset("task_struct", "thread_info.flags")?,
-        tif_sigpending_bit: TIF_SIGPENDING,
+        task_pending_off: btf.member_offset("task_struct", "pending.signal")?,
+        task_blocked_off: btf.member_offset("task_struct", "blocked")?,
+        task_signal_off: btf.member_offset("task_struct", "signal")?,
+        signal_shared_pending_off: btf.member_offset("signal_struct", "shared_pending.signal")?,
         regs_orig_ax_off: regs("orig_ax")?,
         regs_arg_off: [
             regs("di")?,

@@ -39,13 +39,13 @@ pub enum LoadError {
     NoObject,
     #[error("--ringbuf-size must be a power of two of at least 4096 bytes, got {0}")]
     RingbufSize(u32),
-    #[error("loading the eBPF programs failed: {0:#}")]
+    #[error("loading the eBPF programs failed")]
     Load(#[source] aya::EbpfError),
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error("map {0} is missing from the eBPF object")]
     MissingMap(&'static str),
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         source: MapError,
@@ -165,6 +165,7 @@ impl Tracer {
         }
         stats.waits_seen = sums[C::WaitsSeen as usize];
         stats.below_min_wait = sums[C::BelowMinWait as usize];
+        stats.holds_below_min_wait = sums[C::HoldsBelowMin as usize];
         stats.dropped_ringbuf_full = sums[C::RingbufFull as usize];
         stats.dropped_waits_map_full = sums[C::WaitsFull as usize];
         stats.dropped_pids_map_full = sums[C::PidsFull as usize];

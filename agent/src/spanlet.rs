@@ -179,8 +179,9 @@ pub struct ThreadInfo {
 }
 
 /// Counters of a capture; written periodically and at the end. Later records
-/// supersede earlier ones.
+/// supersede earlier ones. Fields added later read as zero from older files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CaptureStats {
     /// Spanlets written to the file.
     pub spanlets: u64,
@@ -188,6 +189,8 @@ pub struct CaptureStats {
     pub waits_seen: u64,
     /// Waits shorter than `--min-wait` (filtered on purpose, not lost).
     pub below_min_wait: u64,
+    /// Mutex holds shorter than `--min-wait` (`--mutex-uprobes`; filtered).
+    pub holds_below_min_wait: u64,
     /// Lost in the kernel: RingBuf full.
     pub dropped_ringbuf_full: u64,
     /// Lost in the kernel: wait-tracking map full.

@@ -185,9 +185,10 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
     state.wake_ns = now();
     let pid_tgid = bpf_get_current_pid_tgid();
     let waker = || ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if regs::task_sigpending(task as u64) {
+    if regs::task_signal_pending(task as u64) {
         state.outcome = Outcome::Interrupted as u32;
         (state.waker_pid, state.waker_tid) = waker();
+        state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
         return;
     }
     // SAFETY: the current task is always a valid, trusted task pointer.

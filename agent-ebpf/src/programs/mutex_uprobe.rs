@@ -90,7 +90,7 @@ pub fn mutex_unlock_enter(ctx: ProbeContext) -> u32 {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     if now.saturating_sub(held.acquired_ns) < config::get().min_wait_ns {
-        counters::bump(Counter::BelowMinWait);
+        counters::bump(Counter::HoldsBelowMin);
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<MutexHoldEvent>(0) else {

@@ -90,14 +90,18 @@ pub fn task_tgid(task: u64) -> Option<u32> {
     read_kernel_u32(task + config::get().task_tgid_off as u64)
 }
 
-/// Whether a signal is pending for the task (TIF_SIGPENDING): set by
-/// signal_wake_up before it wakes the task, so a wake-up with it set is a
-/// signal's.
+/// Whether an unblocked signal is pending for the task, as
+/// `signal_pending()` decides it: signal_wake_up() queues the signal before
+/// it wakes the task, so a wake-up that finds one is the signal's. (x86_64
+/// has one-word sigsets.)
 #[inline(always)]
-pub fn task_sigpending(task: u64) -> bool {
+pub fn task_signal_pending(task: u64) -> bool {
     let cfg = config::get();
-    match read_kernel_u64(task + cfg.task_ti_flags_off as u64) {
-        Some(flags) => flags & (1u64 << (cfg.tif_sigpending_bit & 63)) != 0,
-        None => false,
-    }
+    let own = read_kernel_u64(task + cfg.task_pending_off as u64).unwrap_or(0);
+    let blocked = read_kernel_u64(task + cfg.task_blocked_off as u64).unwrap_or(0);
+    let shared = read_kernel_u64(task + cfg.task_signal_off as u64)
+        .filter(|&signal| signal != 0)
+        .and_then(|signal| read_kernel_u64(signal + cfg.signal_shared_pending_off as u64))
+        .unwrap_or(0);
+    (own | shared) & !blocked != 0
 }

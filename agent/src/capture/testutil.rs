@@ -99,6 +99,7 @@ pub(crate) fn sample_stats() -> CaptureStats {
         spanlets: 2,
         waits_seen: 3,
         below_min_wait: 4,
+        holds_below_min_wait: 11,
         dropped_ringbuf_full: 5,
         dropped_waits_map_full: 6,
         dropped_pids_map_full: 7,

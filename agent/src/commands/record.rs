@@ -35,6 +35,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         s.below_min_wait,
         s.dropped(),
     );
+    if s.holds_below_min_wait > 0 {
+        eprintln!(
+            "spanlet: {} mutex holds shorter than --min-wait were not recorded",
+            s.holds_below_min_wait
+        );
+    }
     if s.dropped() > 0 {
         eprintln!(
             "spanlet: warning: {} events lost (ring full {}, wait map full {}, queue full {}); try a larger --ringbuf-size or a higher --min-wait",
