@@ -77,17 +77,17 @@ pub const PROBES: &[Probe] = &[
 pub enum AttachError {
     #[error("program {0} is missing from the eBPF object")]
     Missing(&'static str),
-    #[error("program {program} has the wrong type: {source}")]
+    #[error("program {program} has the wrong type")]
     WrongType {
         program: &'static str,
         source: aya::programs::ProgramError,
     },
-    #[error("loading program {program} into the kernel failed: {source}")]
+    #[error("loading program {program} into the kernel failed")]
     Load {
         program: &'static str,
         source: aya::programs::ProgramError,
     },
-    #[error("attaching program {program} to {hook} failed: {source}")]
+    #[error("attaching program {program} to {hook} failed")]
     Attach {
         program: &'static str,
         hook: String,

@@ -55,17 +55,17 @@ pub enum RecordError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
-    #[error("cannot write the capture to {path}: {source}")]
+    #[error("cannot write the capture to {path}")]
     Output {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot run {command}: {source}")]
+    #[error("cannot run {command}")]
     Spawn {
         command: String,
         source: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: &'static str,
         source: std::io::Error,
@@ -200,8 +200,18 @@ fn start(
     } else {
         None
     };
-    if let (true, Some(l)) = (opts.mutex_uprobes, &launched) {
-        tracer.attach_mutex_uprobes(l.pid)?;
+    if let (true, Some(l)) = (opts.mutex_uprobes, &launched)
+        && let Err(err) = tracer.attach_mutex_uprobes(l.pid)
+    {
+        // A command that is already gone is recorded as it ran; its exit
+        // status, not a uprobe error, is what the user needs to see.
+        if procfs::is_running(l.pid) {
+            return Err(err.into());
+        }
+        tracing::warn!(
+            pid = l.pid,
+            "the command exited before the mutex uprobes attached"
+        );
     }
     Ok((tracer, ring, launched))
 }
@@ -217,17 +227,25 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
     {
         return Err(RecordError::NoSuchPid(pid));
     }
-    // Privileges first: a user without them should not find a file made.
+    // Privileges first, then the output, before touching the kernel or the
+    // command. The check must not truncate an existing capture: a failed
+    // run leaves it as it was.
     crate::caps::check().map_err(LoadError::from)?;
-    // Then an unwritable output, before touching the kernel or the command.
-    std::fs::File::create(&opts.output).map_err(|source| RecordError::Output {
-        path: opts.output.display().to_string(),
-        source,
-    })?;
+    let output_existed = opts.output.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&opts.output)
+        .map_err(|source| RecordError::Output {
+            path: opts.output.display().to_string(),
+            source,
+        })?;
     let (tracer, ring, mut launched) = match start(&opts) {
         Ok(started) => started,
         Err(err) => {
-            let _ = std::fs::remove_file(&opts.output);
+            if !output_existed {
+                let _ = std::fs::remove_file(&opts.output);
+            }
             return Err(err);
         }
     };

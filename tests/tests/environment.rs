@@ -55,6 +55,24 @@ fn missing_kernel_btf_is_one_clear_error() {
         "a failed record left {} behind",
         output.display()
     );
+
+    // A failed record must not clobber an earlier capture at that path.
+    let earlier = b"an earlier capture";
+    std::fs::write(&output, earlier).expect("write earlier capture");
+    let mut again = Command::new(spanlet_bin());
+    again
+        .env("SPANLET_KERNEL_BTF", "/nonexistent/vmlinux")
+        .arg("record")
+        .arg("--output")
+        .arg(&output)
+        .args(["--", "true"]);
+    let out = run_with_timeout(again, SPANLET_TIMEOUT);
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read(&output).expect("read earlier capture"),
+        earlier,
+        "a failed record changed the existing capture"
+    );
 }
 
 /// tp_btf programs attach by BTF id and uprobes through the perf PMU, so

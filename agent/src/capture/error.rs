@@ -5,7 +5,8 @@ use std::{io, path::PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{}: {source}", path.display())]
+    /// The cause is the error's source; a CLI printing the chain shows it.
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -184,9 +184,11 @@ fn empty_file() {
 fn missing_file_is_an_io_error_naming_it() {
     let err = Capture::open(Path::new("/nonexistent/x.spanlet")).expect_err("missing");
     assert!(matches!(err, CaptureError::Io { .. }));
+    assert_eq!(err.to_string(), "/nonexistent/x.spanlet");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
     assert!(
-        err.to_string().starts_with("/nonexistent/x.spanlet: "),
-        "{err}"
+        cause.as_deref().is_some_and(|c| c.contains("No such file")),
+        "the I/O cause should be the source: {cause:?}"
     );
 }
 
