@@ -8,7 +8,8 @@
 //! - spanlet: `$SPANLET_BIN`, else `spanlet` in the test executable's profile
 //!   directory (`target/<profile>/`), else in `target/release/` of the same
 //!   target directory. Missing: panic ("build it first").
-//! - C workloads: built by build.rs into OUT_DIR ([`C_MUTEX`], [`C_CONDVAR`]).
+//! - C workloads: built by build.rs into OUT_DIR ([`C_MUTEX`], [`C_CONDVAR`],
+//!   [`C_FUTEX_OPS`]).
 //! - Python workload: [`PY_LOCK`], run with `$SPANLET_PYTHON`, else
 //!   `/usr/bin/python3`, else `python3` on PATH ([`python`]).
 //! - Rust workload: integration tests pass `env!("CARGO_BIN_EXE_rust_mutex")`.
@@ -34,6 +35,9 @@ use serde_json::Value;
 pub const C_MUTEX: &str = env!("SPANLET_WORKLOAD_C_MUTEX");
 /// glibc condvar producer/consumer workload (`workloads/c_condvar.c`).
 pub const C_CONDVAR: &str = env!("SPANLET_WORKLOAD_C_CONDVAR");
+/// One blocking wait of each futex flavour: PI mutex, futex_wait(2),
+/// futex_waitv(2), timeout, signal (`workloads/c_futex_ops.c`).
+pub const C_FUTEX_OPS: &str = env!("SPANLET_WORKLOAD_C_FUTEX_OPS");
 /// Python threading.Lock workload (`workloads/py_lock.py`).
 pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
 
@@ -273,6 +277,12 @@ impl Recording {
         export_jsonl(&self.capture)
     }
 
+    /// Like [`Recording::export`], but also accepts `mutex_hold` spanlets
+    /// (recorded with `--mutex-uprobes`).
+    pub fn export_with_holds(&self) -> Vec<Spanlet> {
+        export_jsonl_with_holds(&self.capture)
+    }
+
     /// `spanlet report CAPTURE --format json`, parsed.
     pub fn report_json(&self) -> Value {
         let out = spanlet(
@@ -441,6 +451,16 @@ pub struct Spanlet {
     pub span_id: Option<Value>,
     pub holder_trace_id: Option<Value>,
     pub holder_span_id: Option<Value>,
+    /// From the block to the wake-up (None: no wake-up seen).
+    pub woken_after_ns: Option<u64>,
+    pub waker_pid: Option<u32>,
+    pub waker_comm: Option<String>,
+    /// Syscall number the thread waited in (202 futex, 449 futex_waitv,
+    /// 455 futex_wait); 0 for mutex_hold. Option: absent in older exports.
+    pub syscall: Option<u32>,
+    pub futex_op: Option<u32>,
+    pub futex_val: Option<u32>,
+    pub flags: Option<u32>,
 }
 
 impl Spanlet {
@@ -511,6 +531,39 @@ pub fn export_jsonl(capture: &Path) -> Vec<Spanlet> {
                 .unwrap_or_else(|e| panic!("bad export line {line:?}: {e}"));
             assert!(
                 ["futex_wait", "mutex_wait"].contains(&s.kind.as_str()),
+                "unexpected kind in {line}"
+            );
+            assert!(
+                ["woken", "timed_out", "interrupted", "unknown"].contains(&s.outcome.as_str()),
+                "unexpected outcome in {line}"
+            );
+            parse_hex(&s.addr);
+            s
+        })
+        .collect()
+}
+
+/// [`export_jsonl`] for captures made with `--mutex-uprobes`: kind may also
+/// be `mutex_hold`.
+pub fn export_jsonl_with_holds(capture: &Path) -> Vec<Spanlet> {
+    let out = spanlet(
+        [
+            OsStr::new("export"),
+            capture.as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new("jsonl"),
+        ],
+        None,
+    );
+    assert_success("spanlet export --format jsonl", &out);
+    let text = String::from_utf8(out.stdout).expect("export output is UTF-8");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let s: Spanlet = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad export line {line:?}: {e}"));
+            assert!(
+                ["futex_wait", "mutex_wait", "mutex_hold"].contains(&s.kind.as_str()),
                 "unexpected kind in {line}"
             );
             assert!(
@@ -650,6 +703,47 @@ impl CondvarTruth {
     pub fn in_cond(&self, addr: u64) -> bool {
         let base = parse_hex(&self.cond_addr);
         (base..base + self.cond_size).contains(&addr)
+    }
+}
+
+/// Printed by c_futex_ops: one [`FutexOpTruth`] per scenario.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FutexOpsTruth {
+    pub workload: String,
+    pub pid: u32,
+    pub main_tid: u32,
+    /// The second word of the futex_waitv scenario (spanlet names the first).
+    pub waitv_second_addr: String,
+    /// PTHREAD_PRIO_INHERIT mutex (FUTEX_LOCK_PI); other = the holder.
+    pub pi: FutexOpTruth,
+    /// futex_wait(2); other = the futex_wake(2) caller.
+    pub fwait2: FutexOpTruth,
+    /// futex_waitv(2) on two words, woken on the first; other = the waker.
+    pub waitv: FutexOpTruth,
+    /// FUTEX_WAIT with a timeout, never woken; other = 0.
+    pub timeout: FutexOpTruth,
+    /// FUTEX_WAIT interrupted by pthread_kill; other = the sender.
+    pub signal: FutexOpTruth,
+}
+
+/// One scenario of c_futex_ops.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FutexOpTruth {
+    /// The futex word (for the PI mutex: the mutex, whose first field it is).
+    pub addr: String,
+    pub waiter_tid: u32,
+    /// Holder, waker or signal sender; 0 when there is none.
+    pub other_tid: u32,
+    pub expected_ms: u64,
+    /// Measured by the waiter around its blocking call (CLOCK_MONOTONIC).
+    pub measured_ns: u64,
+    /// "ok", or what went wrong, e.g. "futex_wait: ENOSYS".
+    pub result: String,
+}
+
+impl FutexOpTruth {
+    pub fn addr(&self) -> u64 {
+        parse_hex(&self.addr)
     }
 }
 

@@ -1,12 +1,18 @@
 //! What a user sees when they get spanlet's command line or input wrong:
 //! a non-zero exit and a clear, short message, never a panic.
 //!
-//! Only the truncated-capture test needs eBPF (to make a real capture).
+//! Only the truncated-capture test needs eBPF (to make a real capture); the
+//! missing-capability test needs root (to drop to an unprivileged user).
 
 use std::fs;
-use std::process::Output;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
 
-use spanlet_tests::{C_MUTEX, kernel_test_lock, record_command, spanlet};
+use spanlet_tests::{
+    C_MUTEX, SPANLET_TIMEOUT, kernel_test_lock, record_command, run_with_timeout, spanlet,
+    spanlet_bin,
+};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -126,5 +132,71 @@ fn report_of_a_truncated_capture_succeeds_and_says_so() {
             .to_lowercase()
             .contains("truncated"),
         "report should say the capture is truncated:\nstderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+}
+
+/// Skips (locally) or fails (in CI, which must run every test) a test that
+/// cannot run here.
+fn skip_unless_ci(reason: &str) {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    assert!(!ci, "test cannot run, and CI is set: {reason}");
+    println!("skipping: {reason}");
+}
+
+#[test]
+fn record_without_capabilities_names_cap_bpf() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return skip_unless_ci(&format!(
+            "not running as root (euid {euid}); setpriv needs root to drop to nobody"
+        ));
+    }
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.is_file() {
+        return skip_unless_ci("no /usr/bin/setpriv (util-linux)");
+    }
+    // spanlet checks that it can write the output before it checks its
+    // capabilities, so nobody must be able to: a world-writable scratch
+    // directory. spanlet is copied there so nobody can surely run it,
+    // wherever the build put it.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777))
+        .expect("make the scratch directory world-writable");
+    let bin = dir.path().join("spanlet");
+    fs::copy(spanlet_bin(), &bin).expect("copy spanlet to the scratch directory");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod spanlet");
+    let output = dir.path().join("capture.spanlet");
+
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ])
+    .arg(&bin)
+    .args(["record", "--pid", &std::process::id().to_string()])
+    .args(["--duration", "1s", "--output"])
+    .arg(&output)
+    .current_dir(dir.path());
+    let out = run_with_timeout(cmd, SPANLET_TIMEOUT);
+    let what = "spanlet record as nobody without capabilities";
+    let stderr = assert_clean_failure(what, &out);
+    assert!(
+        !stderr.contains("setpriv:"),
+        "setpriv itself failed, spanlet did not run:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: expected a one-line error, got:\n{stderr}"
+    );
+    assert!(
+        lines[0].contains("missing capability CAP_BPF"),
+        "{what}: the error should name the missing CAP_BPF: {}",
+        lines[0]
     );
 }
