@@ -24,10 +24,12 @@ enum Task {
     /// Prepare this machine: rust-src for nightly, bpf-linker, Debian packages,
     /// tracefs, BTF check. Idempotent; seconds when nothing is missing.
     Setup,
-    /// The project's one test command: fmt check, clippy, release build, then
-    /// `cargo test --release` (integration tests load real eBPF: run as root).
+    /// The project's one test command: setup, fmt check, clippy, release
+    /// build, then `cargo test --release` (integration tests load real eBPF:
+    /// run as root).
     Test(test::Args),
-    /// Build spanlet, record a bundled contended C workload, print the report.
+    /// Setup, build spanlet, record a bundled contended C workload, print
+    /// the report.
     Demo(demo::Args),
 }
 
@@ -35,8 +37,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::task(),
-        Task::Test(args) => test::task(&args),
-        Task::Demo(args) => demo::task(&args),
+        // Both start with the idempotent setup, so each works on a fresh
+        // machine on its own.
+        Task::Test(args) => setup::task().and_then(|()| test::task(&args)),
+        Task::Demo(args) => setup::task().and_then(|()| demo::task(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
