@@ -47,10 +47,11 @@ pub const MAX_HELD: u32 = 65_536;
 /// slot (inlined by the JIT) answers "no" for almost all of them without the
 /// hash lookup.
 pub const WAIT_HINT_SLOTS: u32 = 1 << 16;
-/// The programs wake the RingBuf reader only once this much is pending; the
-/// reader also drains on a timer, so an idle ring still empties. Waking it
-/// per event would cost an irq_work per wait.
-pub const RINGBUF_WAKEUP_BYTES: u64 = 64 << 10;
+/// The programs wake the RingBuf reader only once this much is pending (at
+/// most a quarter of the ring); the reader also drains on a timer, so an
+/// idle ring still empties. Waking it per event would cost an irq_work per
+/// wait.
+pub const RINGBUF_WAKEUP_BYTES: u32 = 64 << 10;
 /// Default RingBuf size in bytes (power of two, multiple of the page size).
 pub const DEFAULT_RINGBUF_BYTES: u32 = 8 << 20;
 
@@ -82,7 +83,9 @@ pub struct Config {
     pub trace_all: u32,
     /// Non-zero: a process forked by a traced process is traced too.
     pub follow_forks: u32,
-    pub _pad: u32,
+    /// Wake the RingBuf reader once this many bytes are pending
+    /// (see [`RINGBUF_WAKEUP_BYTES`]; less for small rings).
+    pub ringbuf_wakeup_bytes: u32,
 }
 const _: () = assert!(size_of::<Config>() == 72);
 

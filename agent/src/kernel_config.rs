@@ -12,6 +12,7 @@ pub fn build(
     min_wait: Duration,
     trace_all: bool,
     follow_forks: bool,
+    ringbuf_bytes: u32,
 ) -> Result<Config, BtfError> {
     let regs = |name: &str| btf.member_offset("pt_regs", name);
     Ok(Config {
@@ -33,6 +34,6 @@ pub fn build(
         ],
         trace_all: u32::from(trace_all),
         follow_forks: u32::from(follow_forks),
-        _pad: 0,
+        ringbuf_wakeup_bytes: agent_ebpf::RINGBUF_WAKEUP_BYTES.min(ringbuf_bytes / 4),
     })
 }

@@ -84,7 +84,13 @@ impl Tracer {
         if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
             return Err(LoadError::RingbufSize(opts.ringbuf_bytes));
         }
-        let config = kernel_config::build(&btf, opts.min_wait, opts.trace_all, opts.follow_forks)?;
+        let config = kernel_config::build(
+            &btf,
+            opts.min_wait,
+            opts.trace_all,
+            opts.follow_forks,
+            opts.ringbuf_bytes,
+        )?;
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::CONFIG, &config, true)
             .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)

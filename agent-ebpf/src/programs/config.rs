@@ -15,7 +15,7 @@ static SPANLET_CONFIG: Config = Config {
     regs_arg_off: [0; 6],
     trace_all: 0,
     follow_forks: 0,
-    _pad: 0,
+    ringbuf_wakeup_bytes: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

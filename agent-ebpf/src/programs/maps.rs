@@ -38,7 +38,7 @@ pub fn submit_flags() -> u64 {
     const BPF_RB_AVAIL_DATA: u64 = 0;
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= agent_ebpf::RINGBUF_WAKEUP_BYTES {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(super::config::get().ringbuf_wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
