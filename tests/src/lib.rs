@@ -38,6 +38,8 @@ pub const C_CONDVAR: &str = env!("SPANLET_WORKLOAD_C_CONDVAR");
 /// One blocking wait of each futex flavour: PI mutex, futex_wait(2),
 /// futex_waitv(2), timeout, signal (`workloads/c_futex_ops.c`).
 pub const C_FUTEX_OPS: &str = env!("SPANLET_WORKLOAD_C_FUTEX_OPS");
+/// Two threads ping-ponging a futex word: many short blocking waits.
+pub const C_PINGPONG: &str = env!("SPANLET_WORKLOAD_C_PINGPONG");
 /// Python threading.Lock workload (`workloads/py_lock.py`).
 pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
 
@@ -281,6 +283,13 @@ impl Recording {
     /// (recorded with `--mutex-uprobes`).
     pub fn export_with_holds(&self) -> Vec<Spanlet> {
         export_jsonl_with_holds(&self.capture)
+    }
+
+    /// `spanlet report CAPTURE` (text).
+    pub fn report_text(&self) -> String {
+        let out = spanlet([OsStr::new("report"), self.capture.as_os_str()], None);
+        assert_success("spanlet report", &out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `spanlet report CAPTURE --format json`, parsed.
