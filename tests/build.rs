@@ -29,7 +29,9 @@ fn main() {
         // spanlet may symbolize addresses. -O2: realistic code for glibc's
         // inline lock paths.
         let status = Command::new("gcc")
-            .args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-o"])
+            .args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-I"])
+            .arg(&workloads)
+            .arg("-o")
             .arg(&exe)
             .arg(&src)
             .status()
@@ -42,6 +44,10 @@ fn main() {
         println!("cargo::rustc-env={var}={}", exe.display());
     }
 
+    println!(
+        "cargo::rerun-if-changed={}",
+        workloads.join("workload.h").display()
+    );
     let py = workloads.join("py_lock.py");
     println!("cargo::rerun-if-changed={}", py.display());
     println!("cargo::rustc-env=SPANLET_WORKLOAD_PY_LOCK={}", py.display());

@@ -25,6 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "c_condvar"
+#include "workload.h"
+
 /* Lets both threads name themselves and the consumer reach its first wait
  * before the first item, and spanlet attach if it is a little late. */
 #define WARMUP_MS 100
@@ -40,25 +43,6 @@ static atomic_int ready;
 static pid_t producer_tid, consumer_tid;
 static unsigned long long *produced_ns; /* CLOCK_REALTIME of each signal */
 static int consumed;
-
-static pid_t get_tid(void) { return (pid_t)syscall(SYS_gettid); }
-
-static void sleep_us(long us) {
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static unsigned long long now_unix_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
-}
-
-static void die(const char *what, int err) {
-    fprintf(stderr, "c_condvar: %s: %s\n", what, strerror(err));
-    exit(1);
-}
 
 static void *producer_main(void *arg) {
     (void)arg;

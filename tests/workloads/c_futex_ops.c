@@ -44,6 +44,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "c_futex_ops"
+#include "workload.h"
+
 #ifndef SYS_futex_waitv
 #define SYS_futex_waitv 449
 #endif
@@ -86,25 +89,6 @@ struct scenario {
     unsigned long long measured_ns;
     char result[64];
 };
-
-static pid_t get_tid(void) { return (pid_t)syscall(SYS_gettid); }
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static unsigned long long mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
-}
-
-static void die(const char *what, int err) {
-    fprintf(stderr, "c_futex_ops: %s: %s\n", what, strerror(err));
-    exit(1);
-}
 
 static void set_name(const char *name) {
     int err = pthread_setname_np(pthread_self(), name);

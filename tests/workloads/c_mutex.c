@@ -30,6 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "c_mutex"
+#include "workload.h"
+
 #define NWAITERS 3
 /* Sleep before the first round: threads are named and spanlet, if it attaches
  * slightly after the process starts, does not miss round 1. */
@@ -52,25 +55,6 @@ static pid_t holder_tid;
 static pid_t waiter_tids[NWAITERS];
 /* [lock, unlock] of each round, CLOCK_REALTIME ns, written by the holder. */
 static unsigned long long (*windows)[2];
-
-static pid_t get_tid(void) { return (pid_t)syscall(SYS_gettid); }
-
-static void sleep_us(long us) {
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static unsigned long long now_unix_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
-}
-
-static void die(const char *what, int err) {
-    fprintf(stderr, "c_mutex: %s: %s\n", what, strerror(err));
-    exit(1);
-}
 
 static void *holder_main(void *arg) {
     (void)arg;
