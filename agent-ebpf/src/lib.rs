@@ -25,6 +25,9 @@ pub mod maps {
     pub const WAIT_HINTS: &str = "SPANLET_WAIT_HINTS";
     /// Per-CPU array of [`crate::Counter`] values.
     pub const COUNTERS: &str = "SPANLET_COUNTERS";
+    /// Per-CPU flag: non-zero while an hrtimer callback runs, so a wake-up
+    /// from it is not blamed on the task it interrupted.
+    pub const IN_HRTIMER: &str = "SPANLET_IN_HRTIMER";
     /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).
     pub const LOCK_CALLS: &str = "SPANLET_LOCK_CALLS";
     /// (tgid, mutex address) -> [`crate::HeldLock`]: mutexes held now (uprobes).
@@ -63,21 +66,24 @@ pub const DEFAULT_RINGBUF_BYTES: u32 = 8 << 20;
 pub struct Config {
     /// Waits shorter than this are not emitted.
     pub min_wait_ns: u64,
-    /// `offsetof(struct task_struct, pid)`.
+    /// `task_struct` members: `pid`, `tgid`, `flags` (PF_EXITING),
+    /// `pending.signal`, `blocked` and `signal` (a pointer).
     pub task_pid_off: u32,
-    /// `offsetof(struct task_struct, tgid)`.
     pub task_tgid_off: u32,
-    /// `task_struct.pending.signal`, `task_struct.blocked` and
-    /// `task_struct.signal` (a pointer), and `signal_struct.shared_pending
-    /// .signal`: what `signal_pending()` looks at, by offset rather than by
-    /// TIF bit number, which differs between kernels and is not in BTF.
+    pub task_flags_off: u32,
     pub task_pending_off: u32,
     pub task_blocked_off: u32,
     pub task_signal_off: u32,
+    /// `signal_struct` members: `shared_pending.signal` and `live` (threads
+    /// not yet exited). Pending signals are read by offset, as
+    /// `signal_pending()` does, rather than by TIF bit number, which differs
+    /// between kernels and is not in BTF.
     pub signal_shared_pending_off: u32,
-    /// `offsetof(struct pt_regs, orig_ax)` and the argument registers, in
-    /// syscall argument order: di, si, dx, r10, r8, r9.
+    pub signal_live_off: u32,
+    /// `pt_regs` members: `orig_ax`, `cs`, and the syscall argument
+    /// registers in order: di, si, dx, r10, r8, r9.
     pub regs_orig_ax_off: u32,
+    pub regs_cs_off: u32,
     pub regs_arg_off: [u32; 6],
     /// Non-zero: trace every process; zero: only tgids in `SPANLET_PIDS`.
     pub trace_all: u32,
@@ -86,8 +92,21 @@ pub struct Config {
     /// Wake the RingBuf reader once this many bytes are pending
     /// (see [`RINGBUF_WAKEUP_BYTES`]; less for small rings).
     pub ringbuf_wakeup_bytes: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 72);
+const _: () = assert!(size_of::<Config>() == 88);
+
+/// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
+/// x86_64.
+pub mod kernel {
+    /// `TASK_INTERRUPTIBLE`: futex, futex_waitv and PI-lock waits all sleep
+    /// in it; other sleeps inside a futex call (page faults, exit) do not.
+    pub const TASK_INTERRUPTIBLE: u32 = 0x1;
+    /// `PF_EXITING` in `task_struct.flags`.
+    pub const PF_EXITING: u32 = 0x4;
+    /// `__USER_CS`: a 64-bit user task (ia32 tasks use other registers).
+    pub const USER_CS: u64 = 0x33;
+}
 
 /// Value of the `SPANLET_PIDS` map.
 #[repr(C)]
@@ -125,8 +144,13 @@ pub enum Counter {
     HeldFull = 6,
     /// Mutex holds shorter than `min_wait_ns` (filtered, not lost).
     HoldsBelowMin = 7,
+    /// Waits still open when their thread exited (it never ran again).
+    ExitedInWait = 8,
+    /// Waits closed at their wake-up because their thread's switch-in was
+    /// not seen (it blocked again with the wait still open).
+    WaitClosedLate = 9,
 }
-pub const COUNTER_SLOTS: u32 = 8;
+pub const COUNTER_SLOTS: u32 = 16;
 
 /// Kind of an event: the first field of every event.
 #[repr(u32)]
@@ -175,6 +199,8 @@ pub enum Outcome {
     TimedOut = 2,
     /// A signal interrupted it.
     Interrupted = 3,
+    /// Still blocked when tracing stopped (set by user space).
+    InProgress = 4,
 }
 
 impl Outcome {
@@ -183,6 +209,7 @@ impl Outcome {
             1 => Self::Woken,
             2 => Self::TimedOut,
             3 => Self::Interrupted,
+            4 => Self::InProgress,
             _ => Self::Unknown,
         }
     }
@@ -205,6 +232,11 @@ pub mod wait_flags {
     pub const OWNER_READ: u32 = 1 << 5;
     /// The waker was exiting (pthread_join's clear_child_tid wake, robust list).
     pub const WAKER_EXITING: u32 = 1 << 6;
+    /// Woken from a timer interrupt (hrtimer): no thread woke it.
+    pub const TIMER_WAKE: u32 = 1 << 7;
+    /// Ended at its wake-up time, not when it ran again: the switch-in was
+    /// not seen (see `Counter::WaitClosedLate`).
+    pub const ENDED_AT_WAKE: u32 = 1 << 8;
 }
 
 /// Per-thread state of a blocked futex wait, kept in `SPANLET_WAITS` from the
@@ -215,6 +247,11 @@ pub struct WaitState {
     pub block_ns: u64,
     pub wake_ns: u64,
     pub uaddr: u64,
+    /// FUTEX_WAIT_REQUEUE_PI: the PI futex the wait moves to; else 0.
+    pub uaddr2: u64,
+    /// The waiting thread's process (for waits still open at the end).
+    pub pid: u32,
+    pub _pad: u32,
     pub syscall: u32,
     pub op: u32,
     pub val: u32,
@@ -226,7 +263,7 @@ pub struct WaitState {
     pub comm: [u8; 16],
     pub waker_comm: [u8; 16],
 }
-const _: () = assert!(size_of::<WaitState>() == 88);
+const _: () = assert!(size_of::<WaitState>() == 104);
 
 /// One blocking futex wait: from the thread going off CPU inside a futex wait
 /// syscall to it running again. `header.ts_ns` is the time it ran again.
@@ -236,7 +273,7 @@ pub struct FutexWaitEvent {
     pub header: EventHeader,
     pub wait: WaitState,
 }
-const _: () = assert!(size_of::<FutexWaitEvent>() == 112);
+const _: () = assert!(size_of::<FutexWaitEvent>() == 128);
 
 /// pthread_mutex_lock call in flight (uprobe entry to uretprobe).
 #[repr(C)]

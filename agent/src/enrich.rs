@@ -55,6 +55,15 @@ impl<S: ThreadSource> Enricher<S> {
             .insert((thread.pid, thread.tid), thread.name.clone());
     }
 
+    /// Forgets threads that no longer exist, so a long capture of a
+    /// thread-churning process does not grow without bound. A forgotten
+    /// thread seen again is simply written again.
+    pub fn prune(&mut self) {
+        let source = &self.source;
+        self.names
+            .retain(|&(pid, tid), _| source.is_thread_of(pid, tid));
+    }
+
     /// Threads first seen (or renamed) since the last call.
     pub fn take_new_threads(&mut self) -> Vec<ThreadInfo> {
         std::mem::take(&mut self.new_threads)
@@ -101,10 +110,14 @@ impl<S: ThreadSource> Enricher<S> {
             return None;
         }
         let owner = w.word_owner;
+        // Known from the capture's thread table or alive now: the owner may
+        // have exited by the time its waiter's event is processed.
+        let thread_of_pid =
+            |t: u32| self.names.contains_key(&(pid, t)) || self.source.is_thread_of(pid, t);
         if w.flags & wait_flags::OWNER_READ != 0
             && owner != 0
             && owner != tid
-            && self.source.is_thread_of(pid, owner)
+            && thread_of_pid(owner)
         {
             return Some(owner);
         }
@@ -129,6 +142,7 @@ impl<S: ThreadSource> Enricher<S> {
             Outcome::Woken => WaitOutcome::Woken,
             Outcome::TimedOut => WaitOutcome::TimedOut,
             Outcome::Interrupted => WaitOutcome::Interrupted,
+            Outcome::InProgress => WaitOutcome::InProgress,
         };
         let waker = (w.waker_tid != 0).then_some((w.waker_pid, w.waker_tid));
         let comm = comm_str(&w.comm);
@@ -252,6 +266,37 @@ mod tests {
     fn owner_field_that_is_not_a_thread_falls_back_to_the_releasing_waker() {
         let s = enrich(wait(2, LOCK | MATCH, 7777, Outcome::Woken, 12));
         assert_eq!((s.kind, s.holder_tid), (SpanletKind::MutexWait, Some(12)));
+    }
+
+    #[test]
+    fn owner_known_from_the_thread_table_counts_after_it_exited() {
+        let mut e = Enricher::new(EpochClock::calibrate(), Fake);
+        e.know(&ThreadInfo {
+            pid: 1,
+            tid: 40,
+            name: "gone".into(),
+        });
+        let s = e.enrich(&RawEvent::FutexWait(wait(
+            2,
+            LOCK | MATCH,
+            40,
+            Outcome::Woken,
+            12,
+        )));
+        assert_eq!(s.holder_tid, Some(40));
+        e.prune();
+        let s = e.enrich(&RawEvent::FutexWait(wait(
+            2,
+            LOCK | MATCH,
+            40,
+            Outcome::Woken,
+            12,
+        )));
+        assert_eq!(
+            s.holder_tid,
+            Some(12),
+            "pruned and not alive: falls back to the waker"
+        );
     }
 
     #[test]

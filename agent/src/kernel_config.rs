@@ -19,11 +19,14 @@ pub fn build(
         min_wait_ns: u64::try_from(min_wait.as_nanos()).unwrap_or(u64::MAX),
         task_pid_off: btf.member_offset("task_struct", "pid")?,
         task_tgid_off: btf.member_offset("task_struct", "tgid")?,
+        task_flags_off: btf.member_offset("task_struct", "flags")?,
         task_pending_off: btf.member_offset("task_struct", "pending.signal")?,
         task_blocked_off: btf.member_offset("task_struct", "blocked")?,
         task_signal_off: btf.member_offset("task_struct", "signal")?,
         signal_shared_pending_off: btf.member_offset("signal_struct", "shared_pending.signal")?,
+        signal_live_off: btf.member_offset("signal_struct", "live")?,
         regs_orig_ax_off: regs("orig_ax")?,
+        regs_cs_off: regs("cs")?,
         regs_arg_off: [
             regs("di")?,
             regs("si")?,
@@ -35,5 +38,6 @@ pub fn build(
         trace_all: u32::from(trace_all),
         follow_forks: u32::from(follow_forks),
         ringbuf_wakeup_bytes: agent_ebpf::RINGBUF_WAKEUP_BYTES.min(ringbuf_bytes / 4),
+        _pad: 0,
     })
 }

@@ -2,7 +2,9 @@
 //! hands out the maps the agent uses.
 use std::time::Duration;
 
-use agent_ebpf::{COUNTER_SLOTS, PID_REASON_USER, PidEntry, WAIT_HINT_SLOTS, globals, maps};
+use agent_ebpf::{
+    COUNTER_SLOTS, PID_REASON_USER, PidEntry, WAIT_HINT_SLOTS, WaitState, globals, maps,
+};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
@@ -43,6 +45,14 @@ pub enum LoadError {
     Load(#[source] aya::EbpfError),
     #[error(transparent)]
     Attach(#[from] AttachError),
+    #[error(
+        "spanlet needs Linux 5.18 or later (sched_switch's prev_state argument); this kernel is {0}"
+    )]
+    KernelTooOld(String),
+    #[error(
+        "spanlet runs in a nested PID namespace, where process ids differ from the kernel's; run it in the host PID namespace (e.g. hostPID: true)"
+    )]
+    PidNamespace,
     #[error("map {0} is missing from the eBPF object")]
     MissingMap(&'static str),
     #[error("map {name}")]
@@ -56,8 +66,10 @@ pub enum LoadError {
 /// it detaches everything.
 pub struct Tracer {
     /// Keeps programs and links alive.
-    ebpf: Ebpf,
+    /// None once detached.
+    ebpf: Option<Ebpf>,
     pids: HashMap<MapData, u32, PidEntry>,
+    waits: HashMap<MapData, u32, WaitState>,
     pid_hints: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
@@ -77,6 +89,7 @@ impl Tracer {
         uprobe_pids: &[u32],
     ) -> Result<Self, LoadError> {
         caps::check()?;
+        preflight()?;
         let btf = KernelBtf::from_sys_fs()?;
         if EBPF_OBJECT.is_empty() {
             return Err(LoadError::NoObject);
@@ -104,6 +117,8 @@ impl Tracer {
             HashMap::try_from(take(&mut ebpf, maps::PIDS)?).map_err(map_err(maps::PIDS))?;
         let pid_hints =
             Array::try_from(take(&mut ebpf, maps::PID_HINTS)?).map_err(map_err(maps::PID_HINTS))?;
+        let waits =
+            HashMap::try_from(take(&mut ebpf, maps::WAITS)?).map_err(map_err(maps::WAITS))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
             .map_err(map_err(maps::COUNTERS))?;
         let events =
@@ -115,8 +130,9 @@ impl Tracer {
             uprobe_pids,
         };
         let mut tracer = Self {
-            ebpf,
+            ebpf: Some(ebpf),
             pids: pid_map,
+            waits,
             pid_hints,
             counters,
             events: Some(events),
@@ -124,7 +140,9 @@ impl Tracer {
         for &(pid, reason) in pids {
             tracer.insert_pid(pid, reason)?;
         }
-        probes::attach_all(&mut tracer.ebpf, &plan)?;
+        if let Some(ebpf) = tracer.ebpf.as_mut() {
+            probes::attach_all(ebpf, &plan)?;
+        }
         Ok(tracer)
     }
 
@@ -135,7 +153,21 @@ impl Tracer {
 
     /// Scopes the mutex uprobes to one more process.
     pub fn attach_mutex_uprobes(&mut self, pid: u32) -> Result<(), LoadError> {
-        Ok(probes::attach_uprobes(&mut self.ebpf, &[pid])?)
+        match self.ebpf.as_mut() {
+            Some(ebpf) => Ok(probes::attach_uprobes(ebpf, &[pid])?),
+            None => Ok(()),
+        }
+    }
+
+    /// Detaches and unloads every program; the maps stay readable, so the
+    /// ring can be drained and counters read without new events racing in.
+    pub fn detach(&mut self) {
+        self.ebpf = None;
+    }
+
+    /// Waits still open (threads blocked now), for the end of a capture.
+    pub fn open_waits(&self) -> Vec<(u32, WaitState)> {
+        self.waits.iter().filter_map(Result::ok).collect()
     }
 
     /// Adds a process to the PID set.
@@ -172,10 +204,25 @@ impl Tracer {
         stats.waits_seen = sums[C::WaitsSeen as usize];
         stats.below_min_wait = sums[C::BelowMinWait as usize];
         stats.holds_below_min_wait = sums[C::HoldsBelowMin as usize];
+        stats.exited_in_wait = sums[C::ExitedInWait as usize];
+        stats.waits_ended_at_wake = sums[C::WaitClosedLate as usize];
         stats.dropped_ringbuf_full = sums[C::RingbufFull as usize];
         stats.dropped_waits_map_full = sums[C::WaitsFull as usize];
         stats.dropped_pids_map_full = sums[C::PidsFull as usize];
         stats.dropped_held_map_full = sums[C::HeldFull as usize];
         Ok(())
     }
+}
+
+/// What the programs need from the kernel and the agent's own placement,
+/// checked up front for a clear error instead of a verifier message.
+fn preflight() -> Result<(), LoadError> {
+    let release = crate::procfs::kernel_release();
+    if crate::procfs::kernel_version(&release).is_some_and(|v| v < (5, 18)) {
+        return Err(LoadError::KernelTooOld(release));
+    }
+    if crate::procfs::in_nested_pid_namespace() {
+        return Err(LoadError::PidNamespace);
+    }
+    Ok(())
 }

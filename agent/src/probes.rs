@@ -42,6 +42,24 @@ pub const PROBES: &[Probe] = &[
         follow_forks: false,
     },
     Probe {
+        program: "sched_process_exit",
+        hook: Hook::TpBtf("sched_process_exit"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
+        program: "hrtimer_expire_entry",
+        hook: Hook::TpBtf("hrtimer_expire_entry"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
+        program: "hrtimer_expire_exit",
+        hook: Hook::TpBtf("hrtimer_expire_exit"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
         program: "sched_process_fork",
         hook: Hook::TpBtf("sched_process_fork"),
         mutex_uprobe: false,
@@ -150,25 +168,26 @@ pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachEr
 
 /// Attaches the (loaded) libc uprobes to more processes.
 pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> {
-    let libc = libc_path()?;
-    for probe in PROBES.iter().filter(|p| p.mutex_uprobe) {
-        let Hook::Libc { symbol } = probe.hook else {
-            continue;
-        };
-        let program = ebpf
-            .program_mut(probe.program)
-            .ok_or(AttachError::Missing(probe.program))?;
-        let prog: &mut UProbe = program
-            .try_into()
-            .map_err(|source| AttachError::WrongType {
-                program: probe.program,
-                source,
-            })?;
-        for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
-            prog.attach(symbol, &libc, UProbeScope::OneProcess(pid))
+    for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
+        let lib = pthread_lib_of(pid.get())?;
+        for probe in PROBES.iter().filter(|p| p.mutex_uprobe) {
+            let Hook::Libc { symbol } = probe.hook else {
+                continue;
+            };
+            let program = ebpf
+                .program_mut(probe.program)
+                .ok_or(AttachError::Missing(probe.program))?;
+            let prog: &mut UProbe =
+                program
+                    .try_into()
+                    .map_err(|source| AttachError::WrongType {
+                        program: probe.program,
+                        source,
+                    })?;
+            prog.attach(symbol, &lib, UProbeScope::OneProcess(pid))
                 .map_err(|source| AttachError::Attach {
                     program: probe.program,
-                    hook: format!("uprobe {libc}:{symbol} (pid {pid})"),
+                    hook: format!("uprobe {lib}:{symbol} (pid {pid})"),
                     source,
                 })?;
         }
@@ -176,18 +195,25 @@ pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> 
     Ok(())
 }
 
-/// The libc this agent runs with; traced programs on the same system map
-/// the same file.
-fn libc_path() -> Result<String, AttachError> {
-    let maps = std::fs::read_to_string("/proc/self/maps")
+/// The library a process takes `pthread_mutex_lock` from, as a path this
+/// agent can open: libpthread where mapped (glibc before 2.34), else libc,
+/// seen through `/proc/PID/root` (the process may live in another mount
+/// namespace). Falls back to the agent's own libc for a process that has
+/// not mapped one yet (a command just launched).
+fn pthread_lib_of(pid: u32) -> Result<String, AttachError> {
+    let mapped = |maps: &str, prefix: &str| {
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with(prefix)))
+            .map(str::to_owned)
+    };
+    if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        && let Some(path) = mapped(&maps, "libpthread.so").or_else(|| mapped(&maps, "libc.so"))
+    {
+        return Ok(format!("/proc/{pid}/root{path}"));
+    }
+    let own = std::fs::read_to_string("/proc/self/maps")
         .map_err(|e| AttachError::NoLibc(e.to_string()))?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            p.rsplit('/')
-                .next()
-                .is_some_and(|f| f.starts_with("libc.so") || f.starts_with("libc-"))
-        })
-        .map(str::to_owned)
+    mapped(&own, "libc.so")
         .ok_or_else(|| AttachError::NoLibc("libc is not mapped in this process".into()))
 }

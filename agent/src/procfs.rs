@@ -65,6 +65,33 @@ pub fn threads(pid: u32) -> Vec<ThreadInfo> {
         .collect()
 }
 
+/// (major, minor) of a kernel release string like "6.18.44-foo".
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether this process is in a PID namespace below the initial one: its
+/// `NSpid` line then lists more than one id.
+pub fn in_nested_pid_namespace() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|ids| ids.split_whitespace().count() > 1)
+    })
+}
+
+/// The process (thread group) a thread id belongs to.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(trim)
@@ -93,6 +120,32 @@ mod tests {
         assert!(exists(pid), "the zombie should still be in /proc");
         assert!(!is_running(pid));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn versions_and_thread_groups() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(kernel_version("5.4.0"), Some((5, 4)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(
+            !in_nested_pid_namespace(),
+            "tests run in the initial PID namespace"
+        );
+        let pid = std::process::id();
+        assert_eq!(tgid_of(pid), Some(pid));
+        // A second, live thread maps to this process.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        assert_ne!(tid, pid);
+        assert_eq!(tgid_of(tid), Some(pid));
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
     }
 
     #[test]

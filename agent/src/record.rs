@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_ebpf::{PID_REASON_SPAWNER, PID_REASON_USER};
+use agent_ebpf::{
+    EventHeader, EventKind, FutexWaitEvent, Outcome, PID_REASON_SPAWNER, PID_REASON_USER, WaitState,
+};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -121,6 +123,7 @@ struct Sink {
     enricher: Enricher<Procfs>,
     processes: HashSet<u32>,
     stats: CaptureStats,
+    min_wait_ns: u64,
 }
 
 impl Sink {
@@ -216,17 +219,45 @@ fn start(
     Ok((tracer, ring, launched))
 }
 
-pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
+/// The processes behind `--pid` values: a thread id names its process (the
+/// kernel filter works on processes); unknown or finished ones are errors.
+fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>, RecordError> {
+    let mut resolved: Vec<u32> = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        if pid == 0 || !procfs::is_running(pid) {
+            return Err(RecordError::NoSuchPid(pid));
+        }
+        let tgid = procfs::tgid_of(pid).unwrap_or(pid);
+        if tgid != pid {
+            eprintln!("spanlet: {pid} is a thread of process {tgid}; tracing process {tgid}");
+        }
+        if !resolved.contains(&tgid) {
+            resolved.push(tgid);
+        }
+    }
+    Ok(resolved)
+}
+
+/// A wait still open when tracing stopped, as an event ending at `now`.
+fn open_wait_event(tid: u32, mut wait: WaitState, now_ns: u64) -> RawEvent {
+    wait.outcome = Outcome::InProgress as u32;
+    RawEvent::FutexWait(FutexWaitEvent {
+        header: EventHeader {
+            kind: EventKind::FutexWait as u32,
+            cpu: 0,
+            ts_ns: now_ns,
+            pid: wait.pid,
+            tid,
+        },
+        wait,
+    })
+}
+
+pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordError> {
     if opts.pids.is_empty() && opts.command.is_empty() {
         return Err(RecordError::NoTarget);
     }
-    if let Some(&pid) = opts
-        .pids
-        .iter()
-        .find(|&&p| p == 0 || !procfs::is_running(p))
-    {
-        return Err(RecordError::NoSuchPid(pid));
-    }
+    opts.pids = resolve_pids(&opts.pids)?;
     // Privileges first, then the output, before touching the kernel or the
     // command. The check must not truncate an existing capture: a failed
     // run leaves it as it was.
@@ -240,7 +271,7 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
             path: opts.output.display().to_string(),
             source,
         })?;
-    let (tracer, ring, mut launched) = match start(&opts) {
+    let (mut tracer, ring, mut launched) = match start(&opts) {
         Ok(started) => started,
         Err(err) => {
             if !output_existed {
@@ -270,6 +301,7 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         enricher: Enricher::new(clock, Procfs),
         processes: HashSet::new(),
         stats: CaptureStats::default(),
+        min_wait_ns: meta.min_wait_ns,
     };
     for &pid in &pids {
         sink.add_process(pid)?;
@@ -317,6 +349,7 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
                     break "all traced processes exited".to_owned();
                 }
                 if last_stats.elapsed() >= STATS_EVERY {
+                    sink.enricher.prune();
                     tracer.kernel_counters(&mut sink.stats)?;
                     sink.writer.write_stats(&sink.stats)?;
                     sink.writer.flush()?;
@@ -329,7 +362,10 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         }
     };
 
-    // Drain what the kernel has already written, then close.
+    // Detach first, so nothing races in; then drain what the kernel has
+    // written, and report the waits still open as in progress.
+    tracer.detach();
+    let stopped_ns = EpochClock::monotonic_now();
     let _ = stop_tx.send(true);
     while let Some(event) = rx.recv().await {
         sink.handle(&event)?;
@@ -347,6 +383,13 @@ pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
         }
     }
     tracer.kernel_counters(&mut sink.stats)?;
+    for (tid, wait) in tracer.open_waits() {
+        if stopped_ns.saturating_sub(wait.block_ns) < sink.min_wait_ns {
+            sink.stats.below_min_wait += 1;
+        } else {
+            sink.handle(&open_wait_event(tid, wait, stopped_ns))?;
+        }
+    }
     sink.stats.dropped_user_queue_full = reader_counters.queue_full.load(Ordering::Relaxed);
     sink.stats.malformed_events = reader_counters.malformed.load(Ordering::Relaxed);
     drop(tracer);

@@ -65,6 +65,8 @@ pub enum WaitOutcome {
     Woken,
     TimedOut,
     Interrupted,
+    /// Still blocked when tracing stopped; `wait_ns` runs to the stop.
+    InProgress,
 }
 
 impl WaitOutcome {
@@ -74,6 +76,7 @@ impl WaitOutcome {
             Self::Woken => "woken",
             Self::TimedOut => "timed_out",
             Self::Interrupted => "interrupted",
+            Self::InProgress => "in_progress",
         }
     }
 
@@ -83,6 +86,7 @@ impl WaitOutcome {
             Self::Woken => 1,
             Self::TimedOut => 2,
             Self::Interrupted => 3,
+            Self::InProgress => 4,
         }
     }
 
@@ -92,6 +96,7 @@ impl WaitOutcome {
             1 => Some(Self::Woken),
             2 => Some(Self::TimedOut),
             3 => Some(Self::Interrupted),
+            4 => Some(Self::InProgress),
             _ => None,
         }
     }
@@ -191,6 +196,12 @@ pub struct CaptureStats {
     pub below_min_wait: u64,
     /// Mutex holds shorter than `--min-wait` (`--mutex-uprobes`; filtered).
     pub holds_below_min_wait: u64,
+    /// Waits whose thread exited without running again (killed while
+    /// blocked): nothing to record, counted so the figures add up.
+    pub exited_in_wait: u64,
+    /// Waits recorded as ending at their wake-up because their thread's
+    /// switch-in was not seen (flag `ENDED_AT_WAKE`; included in `spanlets`).
+    pub waits_ended_at_wake: u64,
     /// Lost in the kernel: RingBuf full.
     pub dropped_ringbuf_full: u64,
     /// Lost in the kernel: wait-tracking map full.

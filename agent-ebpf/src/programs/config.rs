@@ -7,15 +7,19 @@ static SPANLET_CONFIG: Config = Config {
     min_wait_ns: 0,
     task_pid_off: 0,
     task_tgid_off: 0,
+    task_flags_off: 0,
     task_pending_off: 0,
     task_blocked_off: 0,
     task_signal_off: 0,
     signal_shared_pending_off: 0,
+    signal_live_off: 0,
     regs_orig_ax_off: 0,
+    regs_cs_off: 0,
     regs_arg_off: [0; 6],
     trace_all: 0,
     follow_forks: 0,
     ringbuf_wakeup_bytes: 0,
+    _pad: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

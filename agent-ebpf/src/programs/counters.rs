@@ -1,4 +1,6 @@
 //! Per-CPU counters: nothing is dropped without being counted.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use agent_ebpf::Counter;
 
 use super::maps::COUNTERS;
@@ -6,7 +8,9 @@ use super::maps::COUNTERS;
 #[inline(always)]
 pub fn bump(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe { *slot += 1 };
+        // Atomic even though per-CPU: uprobe programs can be preempted on
+        // the same CPU (PREEMPT kernels) mid-update.
+        // SAFETY: a per-CPU array slot lives as long as the map.
+        let _ = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
     }
 }

@@ -54,3 +54,16 @@ pub fn add_forked(tgid: u32) -> bool {
     }
     true
 }
+
+/// Drops a finished process from the set (its hint stays; harmless). The
+/// agent itself, as a spawner, stays.
+#[inline(always)]
+pub fn remove(tgid: u32) {
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let spawner = PIDS
+        .get_ptr(tgid)
+        .is_some_and(|e| unsafe { (*e).reason } == PID_REASON_SPAWNER);
+    if !spawner {
+        let _ = PIDS.remove(tgid);
+    }
+}

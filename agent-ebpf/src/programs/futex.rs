@@ -15,11 +15,14 @@ use super::{
     config, counters, filter,
     maps::{EVENTS, WAIT_HINTS, WAITS},
     regs::{self, Syscall},
+    timer,
 };
 
 /// What a blocking futex syscall waits on.
 struct WaitTarget {
     uaddr: u64,
+    /// The PI futex a WAIT_REQUEUE_PI wait moves to.
+    uaddr2: u64,
     op: u32,
     val: u32,
     flags: u32,
@@ -35,11 +38,16 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
         syscalls::FUTEX if sc.nr >> 32 == 0 => {
             let op = a1 as u32;
             match op & futex_op::CMD_MASK {
-                futex_op::WAIT | futex_op::WAIT_BITSET | futex_op::WAIT_REQUEUE_PI => {
+                cmd @ (futex_op::WAIT | futex_op::WAIT_BITSET | futex_op::WAIT_REQUEUE_PI) => {
                     let val = a2 as u32;
                     let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
                     Some(WaitTarget {
                         uaddr: a0,
+                        uaddr2: if cmd == futex_op::WAIT_REQUEUE_PI {
+                            a4
+                        } else {
+                            0
+                        },
                         op,
                         val,
                         flags: timeout_flag(a3) | shape,
@@ -47,6 +55,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
                 }
                 futex_op::LOCK_PI | futex_op::LOCK_PI2 => Some(WaitTarget {
                     uaddr: a0,
+                    uaddr2: 0,
                     op,
                     val: 0,
                     flags: timeout_flag(a3) | wait_flags::PI,
@@ -60,6 +69,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
             let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
             Some(WaitTarget {
                 uaddr: a0,
+                uaddr2: 0,
                 op: a3 as u32,
                 val,
                 flags: timeout_flag(a4) | shape,
@@ -73,6 +83,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
             let uaddr = regs::read_user_u64(a0 + 8).unwrap_or(0);
             Some(WaitTarget {
                 uaddr,
+                uaddr2: 0,
                 op: a2 as u32,
                 val,
                 flags: timeout_flag(a3) | wait_flags::WAITV,
@@ -108,12 +119,35 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// `prev` (the current task) is going off CPU in a sleeping state.
+/// Reads a glibc `pthread_mutex_t` at a futex word and returns `__owner`
+/// if the memory looks like one: `{ int __lock; unsigned __count; int
+/// __owner; unsigned __nusers; int __kind; }` with a held mutex's
+/// `__nusers >= 1` and a valid `__kind`. Other lock-shaped futexes (a Rust
+/// `Mutex<u64>` keeps its payload at +8) fail the check, so a payload that
+/// happens to equal a TID is not taken for an owner.
+#[inline(always)]
+fn glibc_mutex_owner(uaddr: u64) -> Option<u32> {
+    /// Kind bits glibc defines: type (0..=3), robust, PI, PP, pshared,
+    /// elision, no-elision.
+    const KNOWN_KIND_BITS: u32 = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
+    let owner = regs::read_user_u32(uaddr + 8)?;
+    let nusers = regs::read_user_u32(uaddr + 12)?;
+    let kind = regs::read_user_u32(uaddr + 16)?;
+    (nusers != 0 && kind & !KNOWN_KIND_BITS == 0).then_some(owner)
+}
+
+/// `prev` (the current task) is going off CPU in TASK_INTERRUPTIBLE.
 #[inline(always)]
 pub fn on_block(prev: *mut core::ffi::c_void) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !filter::traced(tgid) {
+        return;
+    }
+    // An exiting thread's last sleeps (killed out of a wait, mmap_lock in
+    // do_exit) still show the futex syscall in its registers, but it will
+    // never run again to close the wait.
+    if regs::trusted_task_exiting(prev.cast()) {
         return;
     }
     let Some(sc) = regs::syscall_of(prev) else {
@@ -124,13 +158,13 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
     };
     let mut flags = target.flags;
     // The holder, read while the waiter's memory is current: a glibc
-    // pthread_mutex_t keeps its owner's tid in `__owner` (int at offset 8);
-    // a PI futex word holds the owner's tid itself. User space decides
-    // whether the value names a thread of this process.
+    // pthread_mutex_t keeps its owner's tid in `__owner`; a PI futex word
+    // holds the owner's tid itself. User space decides whether the value
+    // names a thread of this process.
     let owner = if flags & wait_flags::PI != 0 {
         regs::read_user_u32(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
     } else if flags & wait_flags::LOCK_SHAPED != 0 {
-        regs::read_user_u32(target.uaddr + 8)
+        glibc_mutex_owner(target.uaddr)
     } else {
         None
     };
@@ -145,6 +179,9 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
         block_ns: now(),
         wake_ns: 0,
         uaddr: target.uaddr,
+        uaddr2: target.uaddr2,
+        pid: tgid,
+        _pad: 0,
         syscall: sc.nr as u32,
         op: target.op,
         val: target.val,
@@ -158,16 +195,59 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
     };
     counters::bump(Counter::WaitsSeen);
     let tid = pid_tgid as u32;
-    let fresh = WAITS.get_ptr(tid).is_none();
+    let open = WAITS.get_ptr(tid);
+    if let Some(open) = open {
+        // The thread ran since this wait began, but its switch-in was not
+        // seen by sched_switch (rare, ~0.02% of waits under heavy cross-CPU
+        // ping-pong; see README). Close it at its wake-up rather than lose it.
+        // SAFETY: a pointer into a map value, valid for this program run.
+        let mut late = unsafe { *open };
+        late.flags |= wait_flags::ENDED_AT_WAKE;
+        let end = if late.wake_ns != 0 {
+            late.wake_ns
+        } else {
+            state.block_ns
+        };
+        counters::bump(Counter::WaitClosedLate);
+        emit(tid, tgid, late, end);
+    }
     if WAITS.insert(tid, state, 0).is_err() {
         counters::bump(Counter::WaitsFull);
-    } else if fresh {
+    } else if open.is_none() {
         hint_add(tid, 1);
     }
 }
 
-/// `task` is being woken by the current context (sched_waking runs in the
-/// waker's context).
+/// Whether the current task's syscall is a futex wake of the waiter's word.
+#[inline(always)]
+fn woken_by_futex_call(state: &WaitState, sc: &Syscall) -> bool {
+    if sc.nr >> 32 != 0 {
+        return false;
+    }
+    let named = |addr: u64| addr != 0 && (addr == state.uaddr || addr == state.uaddr2);
+    match sc.nr as u32 {
+        // futex(2) names a second word (requeue, wake_op) in its 5th arg.
+        syscalls::FUTEX => {
+            named(sc.args[0]) || named(sc.args[4]) || state.flags & wait_flags::WAITV != 0
+        }
+        syscalls::FUTEX_WAKE => named(sc.args[0]) || state.flags & wait_flags::WAITV != 0,
+        // futex_requeue(waiters[2], flags, nr_wake, nr_requeue): the words
+        // are in the first `struct futex_waitv` (uaddr at +8), in the
+        // waker's memory, which is current here.
+        syscalls::FUTEX_REQUEUE => regs::read_user_u64(sc.args[0] + 8).is_some_and(named),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn set_waker(state: &mut WaitState, pid_tgid: u64) {
+    state.waker_pid = (pid_tgid >> 32) as u32;
+    state.waker_tid = pid_tgid as u32;
+    state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// `task` is being woken. sched_waking runs in the waker's context: a
+/// thread's futex wake or exit, a signal sender, or a timer interrupt.
 #[inline(always)]
 pub fn on_waking(task: *mut core::ffi::c_void) {
     let tid = regs::trusted_task_tid(task.cast());
@@ -183,48 +263,46 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
         return;
     }
     state.wake_ns = now();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let waker = || ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if regs::task_signal_pending(task as u64) {
-        state.outcome = Outcome::Interrupted as u32;
-        (state.waker_pid, state.waker_tid) = waker();
-        state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // In a timer interrupt, `current` is whatever task it interrupted.
+    if timer::in_hrtimer() {
+        state.flags |= wait_flags::TIMER_WAKE;
+        state.outcome = if regs::task_signal_pending(task as u64) {
+            Outcome::Interrupted
+        } else {
+            Outcome::TimedOut
+        } as u32;
         return;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the current task is always a valid, trusted task pointer.
     let current = unsafe { aya_ebpf::helpers::bpf_get_current_task_btf() };
-    let nr = match regs::syscall_of(current.cast()) {
-        Some(sc) => {
-            let nr = sc.nr as u32;
-            let futex_call = sc.nr >> 32 == 0
-                && matches!(
-                    nr,
-                    syscalls::FUTEX | syscalls::FUTEX_WAKE | syscalls::FUTEX_REQUEUE
-                );
-            // futex(2) names a second word (requeue, wake_op) in its 5th arg.
-            let names_word = sc.args[0] == state.uaddr
-                || (nr == syscalls::FUTEX && sc.args[4] == state.uaddr)
-                || state.flags & wait_flags::WAITV != 0;
-            if futex_call && names_word {
-                state.outcome = Outcome::Woken as u32;
-                state.flags |= wait_flags::WAKER_ADDR_MATCH;
-                (state.waker_pid, state.waker_tid) = waker();
-                state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
-                return;
-            }
-            nr
-        }
-        None => u32::MAX,
-    };
-    if matches!(nr, syscalls::EXIT | syscalls::EXIT_GROUP) {
+    // A futex wake naming the word comes first: a process-wide pending
+    // signal must not turn a real wake into an interruption.
+    if regs::syscall_of(current.cast()).is_some_and(|sc| woken_by_futex_call(state, &sc)) {
+        state.outcome = Outcome::Woken as u32;
+        state.flags |= wait_flags::WAKER_ADDR_MATCH;
+        set_waker(state, pid_tgid);
+    } else if regs::trusted_task_exiting(current.cast::<u8>()) {
         // An exiting thread wakes its clear_child_tid word (pthread_join)
-        // and its robust futexes.
+        // and its robust futexes, whether it called exit or was killed.
         state.outcome = Outcome::Woken as u32;
         state.flags |= wait_flags::WAKER_EXITING;
-        (state.waker_pid, state.waker_tid) = waker();
-        state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        set_waker(state, pid_tgid);
+    } else if regs::task_signal_pending(task as u64) {
+        state.outcome = Outcome::Interrupted as u32;
+        set_waker(state, pid_tgid);
     } else if state.flags & wait_flags::HAS_TIMEOUT != 0 {
         state.outcome = Outcome::TimedOut as u32;
+    }
+}
+
+/// `task` is exiting: drop its open wait, if any (it will not run again).
+#[inline(always)]
+pub fn on_exit(task: *mut core::ffi::c_void) {
+    let tid = regs::trusted_task_tid(task.cast());
+    if may_be_waiting(tid) && WAITS.remove(tid).is_ok() {
+        hint_add(tid, u64::MAX);
+        counters::bump(Counter::ExitedInWait);
     }
 }
 
@@ -243,8 +321,14 @@ pub fn on_run(task: *mut core::ffi::c_void) {
     if WAITS.remove(tid).is_ok() {
         hint_add(tid, u64::MAX);
     }
-    let now = now();
-    if now.saturating_sub(state.block_ns) < config::get().min_wait_ns {
+    emit(tid, regs::trusted_task_tgid(task.cast()), state, now());
+}
+
+/// Sends a finished wait (ended at `end_ns`) to user space, unless it is
+/// shorter than `--min-wait`; every outcome is counted.
+#[inline(always)]
+fn emit(tid: u32, pid: u32, wait: WaitState, end_ns: u64) {
+    if end_ns.saturating_sub(wait.block_ns) < config::get().min_wait_ns {
         counters::bump(Counter::BelowMinWait);
         return;
     }
@@ -252,18 +336,17 @@ pub fn on_run(task: *mut core::ffi::c_void) {
         counters::bump(Counter::RingbufFull);
         return;
     };
-    let event = FutexWaitEvent {
+    entry.write(FutexWaitEvent {
         header: EventHeader {
             kind: EventKind::FutexWait as u32,
             // SAFETY: plain helper call.
             cpu: unsafe { bpf_get_smp_processor_id() },
-            ts_ns: now,
-            pid: regs::task_tgid(task as u64).unwrap_or(0),
+            ts_ns: end_ns,
+            pid,
             tid,
         },
-        wait: state,
-    };
-    entry.write(event);
+        wait,
+    });
     entry.submit(super::maps::submit_flags());
     counters::bump(Counter::Emitted);
 }

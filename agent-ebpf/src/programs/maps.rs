@@ -23,6 +23,9 @@ pub static PID_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
 #[map(name = "SPANLET_WAIT_HINTS")]
 pub static WAIT_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
 
+#[map(name = "SPANLET_IN_HRTIMER")]
+pub static IN_HRTIMER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "SPANLET_COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 

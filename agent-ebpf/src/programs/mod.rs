@@ -8,3 +8,4 @@ mod maps;
 mod mutex_uprobe;
 mod regs;
 mod sched;
+mod timer;

@@ -27,6 +27,10 @@ pub fn syscall_of(task: *mut core::ffi::c_void) -> Option<Syscall> {
     // fault-tolerant load; no helper call per register.
     // SAFETY: see above; every offset is a pt_regs member of this kernel.
     let load = |off: u32| unsafe { core::ptr::read_volatile(regs.add(off as usize).cast::<u64>()) };
+    // A 32-bit (ia32) task passes syscall arguments in other registers.
+    if load(cfg.regs_cs_off) != agent_ebpf::kernel::USER_CS {
+        return None;
+    }
     Some(Syscall {
         nr: load(cfg.regs_orig_ax_off),
         args: [
@@ -65,17 +69,45 @@ pub fn read_user_u64(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
-/// `task->pid` (the thread id) of a trusted task pointer (a tp_btf
-/// argument). A direct load: the offset comes from frozen `.rodata`, so the
-/// verifier checks it against the kernel's BTF and turns it into a
+/// A `u32` member of a trusted task pointer (a tp_btf argument or the
+/// current task) by a direct load: the offset comes from frozen `.rodata`,
+/// so the verifier checks it against the kernel's BTF and turns it into a
 /// fault-tolerant load, cheaper than a probe-read helper call on the paths
 /// every context switch takes.
 #[inline(always)]
-pub fn trusted_task_tid(task: *const u8) -> u32 {
-    let off = config::get().task_pid_off as usize;
+fn trusted_task_u32(task: *const u8, off: u32) -> u32 {
     // SAFETY: `task` is a BTF-typed task_struct pointer and `off` the offset
-    // of its `pid` member in this kernel's BTF; the verifier enforces both.
-    unsafe { core::ptr::read_volatile(task.add(off).cast::<u32>()) }
+    // of one of its u32 members in this kernel's BTF; the verifier enforces
+    // both.
+    unsafe { core::ptr::read_volatile(task.add(off as usize).cast::<u32>()) }
+}
+
+/// `task->pid` (the thread id) of a trusted task pointer.
+#[inline(always)]
+pub fn trusted_task_tid(task: *const u8) -> u32 {
+    trusted_task_u32(task, config::get().task_pid_off)
+}
+
+/// `task->tgid` (the process id) of a trusted task pointer.
+#[inline(always)]
+pub fn trusted_task_tgid(task: *const u8) -> u32 {
+    trusted_task_u32(task, config::get().task_tgid_off)
+}
+
+/// Whether a trusted task is exiting (PF_EXITING).
+#[inline(always)]
+pub fn trusted_task_exiting(task: *const u8) -> bool {
+    trusted_task_u32(task, config::get().task_flags_off) & agent_ebpf::kernel::PF_EXITING != 0
+}
+
+/// Whether the task's whole thread group has exited (`signal->live` is 0).
+#[inline(always)]
+pub fn task_group_dead(task: u64) -> bool {
+    let cfg = config::get();
+    read_kernel_u64(task + cfg.task_signal_off as u64)
+        .filter(|&signal| signal != 0)
+        .and_then(|signal| read_kernel_u32(signal + cfg.signal_live_off as u64))
+        == Some(0)
 }
 
 /// `task->pid` (the thread id).

@@ -6,8 +6,9 @@ use super::{config, counters, filter, futex, regs};
 
 /// tp_btf/sched_switch(bool preempt, struct task_struct *prev,
 /// struct task_struct *next, unsigned int prev_state): runs on the CPU
-/// switching, with `prev` still current. `prev` blocks when it was not
-/// preempted and its state is not TASK_RUNNING.
+/// switching, with `prev` still current. A futex wait sleeps in
+/// TASK_INTERRUPTIBLE and is not a preemption; other sleeps inside a futex
+/// call (page faults, stops, a dying task's last switch) are not waits.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     try_sched_switch(&ctx);
@@ -20,7 +21,7 @@ fn try_sched_switch(ctx: &BtfTracePointContext) {
     let prev: *mut core::ffi::c_void = ctx.arg(1);
     let next: *mut core::ffi::c_void = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    if preempt & 0xff == 0 && prev_state as u32 != 0 {
+    if preempt & 0xff == 0 && prev_state as u32 & agent_ebpf::kernel::TASK_INTERRUPTIBLE != 0 {
         futex::on_block(prev);
     }
     futex::on_run(next);
@@ -64,4 +65,20 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
     if !filter::add_forked(child_tgid) {
         counters::bump(agent_ebpf::Counter::PidsFull);
     }
+}
+
+/// tp_btf/sched_process_exit(struct task_struct *p, ...): in do_exit, after
+/// `signal->live` was decremented. The exiting thread's open wait (it was
+/// killed out of it) is dropped, and a finished process leaves the PID set,
+/// so the bounded maps do not fill with the dead.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+    let task: *mut core::ffi::c_void = ctx.arg(0);
+    futex::on_exit(task);
+    let _ = super::maps::LOCK_CALLS.remove(regs::trusted_task_tid(task.cast()));
+    let tgid = regs::trusted_task_tgid(task.cast());
+    if filter::followed(tgid) && regs::task_group_dead(task as u64) {
+        filter::remove(tgid);
+    }
+    0
 }

@@ -328,7 +328,7 @@ mod tests {
             Err(DecodeError::InvalidValue { field: "kind", .. })
         ));
         let mut bad_outcome = buf.clone();
-        bad_outcome[1] = 4;
+        bad_outcome[1] = 5;
         assert!(matches!(
             decode_spanlet(1, &bad_outcome),
             Err(DecodeError::InvalidValue {

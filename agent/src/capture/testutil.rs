@@ -100,6 +100,8 @@ pub(crate) fn sample_stats() -> CaptureStats {
         waits_seen: 3,
         below_min_wait: 4,
         holds_below_min_wait: 11,
+        exited_in_wait: 12,
+        waits_ended_at_wake: 13,
         dropped_ringbuf_full: 5,
         dropped_waits_map_full: 6,
         dropped_pids_map_full: 7,

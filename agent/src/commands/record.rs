@@ -35,6 +35,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         s.below_min_wait,
         s.dropped(),
     );
+    if s.dropped_pids_map_full > 0 {
+        eprintln!(
+            "spanlet: warning: {} forked processes were not traced (PID map full)",
+            s.dropped_pids_map_full
+        );
+    }
     if s.holds_below_min_wait > 0 {
         eprintln!(
             "spanlet: {} mutex holds shorter than --min-wait were not recorded",

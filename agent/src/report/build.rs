@@ -120,6 +120,7 @@ impl Acc {
             WaitOutcome::TimedOut => o.timed_out += 1,
             WaitOutcome::Interrupted => o.interrupted += 1,
             WaitOutcome::Unknown => o.unknown += 1,
+            WaitOutcome::InProgress => o.in_progress += 1,
         }
         self.waiters
             .entry((s.pid, s.tid))
@@ -275,6 +276,7 @@ mod tests {
             (WaitOutcome::TimedOut, 2),
             (WaitOutcome::Interrupted, 3),
             (WaitOutcome::Unknown, 4),
+            (WaitOutcome::InProgress, 5),
         ] {
             for _ in 0..n {
                 spanlets.push(Spanlet {
@@ -286,8 +288,14 @@ mod tests {
         let r = build_report(&capture(spanlets), 10);
         let o = r.resources[0].outcomes;
         assert_eq!(
-            (o.woken, o.timed_out, o.interrupted, o.unknown),
-            (1, 2, 3, 4)
+            (
+                o.woken,
+                o.timed_out,
+                o.interrupted,
+                o.unknown,
+                o.in_progress
+            ),
+            (1, 2, 3, 4, 5)
         );
     }
 

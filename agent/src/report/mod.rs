@@ -76,6 +76,8 @@ pub struct Outcomes {
     pub timed_out: u64,
     pub interrupted: u64,
     pub unknown: u64,
+    /// Still blocked when tracing stopped.
+    pub in_progress: u64,
 }
 
 /// A thread's share of the waits on a resource.

@@ -129,6 +129,13 @@ fn resource(out: &mut String, rank: usize, r: &ResourceReport) {
             "    outcomes: woken {}, timed out {}, interrupted {}, unknown {}",
             o.woken, o.timed_out, o.interrupted, o.unknown
         );
+        if o.in_progress > 0 {
+            let _ = writeln!(
+                out,
+                "    still blocked when tracing stopped: {}",
+                o.in_progress
+            );
+        }
     }
     if let Some(h) = &r.holds {
         let _ = writeln!(
