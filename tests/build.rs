@@ -1,6 +1,6 @@
 //! Compiles the C workloads with gcc into OUT_DIR and tells the crate where
 //! they are (`SPANLET_WORKLOAD_C_MUTEX`, `SPANLET_WORKLOAD_C_CONDVAR`,
-//! `SPANLET_WORKLOAD_C_FUTEX_OPS`, `SPANLET_WORKLOAD_C_PINGPONG`), and
+//! `SPANLET_WORKLOAD_C_FUTEX_OPS`, `SPANLET_WORKLOAD_C_PINGPONG`, `SPANLET_WORKLOAD_C_LIFECYCLE`), and
 //! where the Python workload lives (`SPANLET_WORKLOAD_PY_LOCK`), so that
 //! tests run the programs whatever the working directory.
 
@@ -14,6 +14,7 @@ const C_WORKLOADS: &[(&str, &str)] = &[
     ("c_condvar", "SPANLET_WORKLOAD_C_CONDVAR"),
     ("c_futex_ops", "SPANLET_WORKLOAD_C_FUTEX_OPS"),
     ("c_pingpong", "SPANLET_WORKLOAD_C_PINGPONG"),
+    ("c_lifecycle", "SPANLET_WORKLOAD_C_LIFECYCLE"),
 ];
 
 fn main() {

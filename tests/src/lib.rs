@@ -40,6 +40,8 @@ pub const C_CONDVAR: &str = env!("SPANLET_WORKLOAD_C_CONDVAR");
 pub const C_FUTEX_OPS: &str = env!("SPANLET_WORKLOAD_C_FUTEX_OPS");
 /// Two threads ping-ponging a futex word: many short blocking waits.
 pub const C_PINGPONG: &str = env!("SPANLET_WORKLOAD_C_PINGPONG");
+/// Threads blocked when a capture stops, or when their process exits.
+pub const C_LIFECYCLE: &str = env!("SPANLET_WORKLOAD_C_LIFECYCLE");
 /// Python threading.Lock workload (`workloads/py_lock.py`).
 pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
 
@@ -553,7 +555,14 @@ fn export_kinds(capture: &Path, kinds: &[&str]) -> Vec<Spanlet> {
                 "unexpected kind in {line}"
             );
             assert!(
-                ["woken", "timed_out", "interrupted", "unknown"].contains(&s.outcome.as_str()),
+                [
+                    "woken",
+                    "timed_out",
+                    "interrupted",
+                    "unknown",
+                    "in_progress"
+                ]
+                .contains(&s.outcome.as_str()),
                 "unexpected outcome in {line}"
             );
             parse_hex(&s.addr);

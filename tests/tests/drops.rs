@@ -28,12 +28,13 @@ fn assert_accounted(rec: &Recording) -> Value {
     let recorded = counter(&stats, "spanlets");
     let below = counter(&stats, "below_min_wait");
     let dropped = counter(&stats, "dropped_ringbuf_full");
+    let exited = counter(&stats, "exited_in_wait");
     let exported = rec.export().len() as u64;
     assert_eq!(exported, recorded, "export and stats disagree: {stats}");
-    let accounted = recorded + below + dropped;
+    let accounted = recorded + below + dropped + exited;
     assert!(
         accounted <= seen && seen - accounted <= 4,
-        "waits seen {seen} vs recorded {recorded} + filtered {below} + dropped {dropped}: {stats}"
+        "waits seen {seen} vs recorded {recorded} + filtered {below} + dropped {dropped} + exited {exited}: {stats}"
     );
     stats
 }

@@ -22,7 +22,7 @@
 
 use std::fs;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +36,8 @@ const WARMUP_MS: u64 = 100;
 /// protect; it also makes the layout question real, since a `u64` field could
 /// be placed before the futex word.
 static MEASURED: Mutex<u64> = Mutex::new(0);
+/// Lock acquisitions by the waiters (the payload holds the decoy TID).
+static ACQUISITIONS: AtomicU64 = AtomicU64::new(0);
 /// Round whose hold has started.
 static ROUND: AtomicU32 = AtomicU32::new(0);
 /// Threads that have started (names and tids set).
@@ -136,6 +138,12 @@ fn main() {
         }
     };
 
+    // The payload sits where a glibc mutex keeps its owner (+8). Making it
+    // the TID of a live thread that never takes the lock (main) checks that
+    // spanlet does not read it as an owner.
+    let decoy = u64::from(tid());
+    *MEASURED.lock().expect("not poisoned") = decoy;
+
     let holder = thread::Builder::new()
         .name("holder".into())
         .spawn(move || {
@@ -171,7 +179,10 @@ fn main() {
                         while ROUND.load(Ordering::Acquire) < r {
                             thread::sleep(Duration::from_micros(200));
                         }
-                        *MEASURED.lock().expect("not poisoned") += 1;
+                        let guard = MEASURED.lock().expect("not poisoned");
+                        ACQUISITIONS.fetch_add(1, Ordering::Relaxed);
+                        assert_eq!(*guard, decoy, "the payload stays the decoy TID");
+                        drop(guard);
                     }
                     me
                 })
@@ -184,7 +195,7 @@ fn main() {
         .into_iter()
         .map(|h| h.join().expect("waiter thread"))
         .collect();
-    let acquisitions = *MEASURED.lock().expect("not poisoned");
+    let acquisitions = ACQUISITIONS.load(Ordering::Relaxed);
 
     let truth = serde_json::json!({
         "workload": "rust_mutex",
