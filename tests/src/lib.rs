@@ -675,6 +675,51 @@ impl LockTruth {
     }
 }
 
+impl LockTruth {
+    /// At least 80% of rounds have a long wait woken by the holder that
+    /// starts during the hold and ends at the unlock: each unlock hands the
+    /// lock to a waiter, at the time the workload saw it.
+    pub fn assert_holder_woke_rounds(&self, long: &[&Spanlet], ctx: &str) {
+        let by_holder: Vec<&Spanlet> = long
+            .iter()
+            .copied()
+            .filter(|s| s.waker_tid == Some(self.holder_tid))
+            .collect();
+        let covered = self.rounds_covered(&by_holder).len();
+        assert!(
+            ratio(covered, self.rounds) >= 0.8,
+            "only {covered}/{} rounds have a long wait woken by the holder {} that starts \
+             during the hold and ends at the unlock; windows {:?}:\n{ctx}",
+            self.rounds,
+            self.holder_tid,
+            self.round_windows_unix_nano
+        );
+    }
+
+    /// Blocked behind one hold, never much longer.
+    pub fn assert_longest_within_hold(&self, long: &[&Spanlet], ctx: &str) {
+        let max = long.iter().map(|s| s.wait_ns).max().unwrap_or(0);
+        let limit = self.hold_ns() * 3 / 2 + 20 * MS;
+        assert!(
+            max <= limit,
+            "longest wait {:.1} ms exceeds {:.1} ms for a {} ms hold:\n{ctx}",
+            max as f64 / MS as f64,
+            limit as f64 / MS as f64,
+            self.hold_ms
+        );
+    }
+}
+
+/// All spanlets come from `pid`: the PID filter let nothing else in.
+pub fn assert_only_pid(spanlets: &[Spanlet], pid: u32) {
+    let others: Vec<&Spanlet> = spanlets.iter().filter(|s| s.pid != pid).collect();
+    assert!(
+        others.is_empty(),
+        "spanlets from processes other than the traced {pid}:\n{}",
+        describe(others, 20)
+    );
+}
+
 /// Printed by c_condvar.
 #[derive(Clone, Debug, Deserialize)]
 pub struct CondvarTruth {

@@ -4,7 +4,8 @@
 //! Needs root and eBPF (see the harness for skip/fail rules).
 
 use spanlet_tests::{
-    C_CONDVAR, CondvarTruth, Spanlet, describe, kernel_test_lock, ratio, record_command,
+    C_CONDVAR, CondvarTruth, Spanlet, assert_only_pid, describe, kernel_test_lock, ratio,
+    record_command,
 };
 
 const MS: u64 = 1_000_000;
@@ -20,13 +21,7 @@ fn condvar_waits_are_woken_by_the_producer() {
     assert_eq!(truth.consumed, truth.items, "workload did not finish");
     let spanlets = rec.export();
 
-    let others: Vec<&Spanlet> = spanlets.iter().filter(|s| s.pid != truth.pid).collect();
-    assert!(
-        others.is_empty(),
-        "spanlets from processes other than {}:\n{}",
-        truth.pid,
-        describe(others, 20)
-    );
+    assert_only_pid(&spanlets, truth.pid);
 
     let on_cond: Vec<&Spanlet> = spanlets
         .iter()

@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use spanlet_tests::{
-    Background, C_MUTEX, LockTruth, Spanlet, describe, kernel_test_lock, parse_truth, ratio,
-    record_command, record_pids, value_addr,
+    Background, C_MUTEX, LockTruth, Spanlet, assert_only_pid, describe, kernel_test_lock,
+    parse_truth, ratio, record_command, record_pids, value_addr,
 };
 
 const MS: u64 = 1_000_000;
@@ -110,15 +110,8 @@ fn check_mutex_waits(truth: &LockTruth, spanlets: &[Spanlet], all_rounds: bool) 
     }
 
     // Durations: blocked for about one hold, never much more.
+    truth.assert_longest_within_hold(&long, &ctx);
     let max = long.iter().map(|s| s.wait_ns).max().unwrap_or(0);
-    let limit = truth.hold_ns() * 3 / 2 + 20 * MS;
-    assert!(
-        max <= limit,
-        "longest wait {:.1} ms exceeds {:.1} ms for a {} ms hold:\n{ctx}",
-        max as f64 / MS as f64,
-        limit as f64 / MS as f64,
-        truth.hold_ms
-    );
     assert!(
         max >= 15 * MS,
         "no wait of 15 ms or more behind a {} ms hold:\n{ctx}",
@@ -147,16 +140,6 @@ fn check_mutex_waits(truth: &LockTruth, spanlets: &[Spanlet], all_rounds: bool) 
             "no wait matches any of the holder's rounds in time:\n{ctx}"
         );
     }
-}
-
-/// All spanlets come from `pid`.
-fn assert_only_pid(spanlets: &[Spanlet], pid: u32) {
-    let others: Vec<&Spanlet> = spanlets.iter().filter(|s| s.pid != pid).collect();
-    assert!(
-        others.is_empty(),
-        "spanlets from processes other than the traced {pid}:\n{}",
-        describe(others, 20)
-    );
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use spanlet_tests::{
-    LockTruth, PY_LOCK, Spanlet, describe, kernel_test_lock, python, ratio, record_command,
+    LockTruth, PY_LOCK, Spanlet, assert_only_pid, describe, kernel_test_lock, python, ratio,
+    record_command,
 };
 
 const MS: u64 = 1_000_000;
@@ -31,13 +32,7 @@ fn python_lock_waits_are_woken_by_the_holder() {
     let version = rec.truth::<PyExtra>().python_version;
     let spanlets = rec.export();
 
-    let others: Vec<&Spanlet> = spanlets.iter().filter(|s| s.pid != truth.pid).collect();
-    assert!(
-        others.is_empty(),
-        "spanlets from processes other than the interpreter {}:\n{}",
-        truth.pid,
-        describe(others, 20)
-    );
+    assert_only_pid(&spanlets, truth.pid);
 
     let long: Vec<&Spanlet> = spanlets
         .iter()
@@ -65,20 +60,12 @@ fn python_lock_waits_are_woken_by_the_holder() {
         long.len()
     );
 
+    truth.assert_holder_woke_rounds(&long, &ctx);
     let by_holder: Vec<&Spanlet> = long
         .iter()
         .copied()
         .filter(|s| s.waker_tid == Some(truth.holder_tid))
         .collect();
-    let covered = truth.rounds_covered(&by_holder).len();
-    assert!(
-        ratio(covered, truth.rounds) >= 0.8,
-        "only {covered}/{} rounds have a long wait woken by the holder {} that starts \
-         during the hold and ends at the unlock; windows {:?}; {ctx}",
-        truth.rounds,
-        truth.holder_tid,
-        truth.round_windows_unix_nano
-    );
 
     // The address most of those wake-ups were on is the Lock's semaphore: a
     // semaphore has no owner, so those waits are plain futex waits with no

@@ -4,7 +4,9 @@
 //!
 //! Needs root and eBPF (see the harness for skip/fail rules).
 
-use spanlet_tests::{LockTruth, Spanlet, describe, kernel_test_lock, ratio, record_command};
+use spanlet_tests::{
+    LockTruth, Spanlet, assert_only_pid, describe, kernel_test_lock, record_command,
+};
 
 const MS: u64 = 1_000_000;
 const LONG_NS: u64 = 5 * MS;
@@ -24,13 +26,7 @@ fn std_mutex_waits_are_woken_by_the_releasing_thread() {
     truth.check();
     let spanlets = rec.export();
 
-    let others: Vec<&Spanlet> = spanlets.iter().filter(|s| s.pid != truth.pid).collect();
-    assert!(
-        others.is_empty(),
-        "spanlets from processes other than {}:\n{}",
-        truth.pid,
-        describe(others, 20)
-    );
+    assert_only_pid(&spanlets, truth.pid);
 
     let addr = truth.addr();
     let on_mutex: Vec<&Spanlet> = spanlets.iter().filter(|s| s.addr() == addr).collect();
@@ -79,28 +75,6 @@ fn std_mutex_waits_are_woken_by_the_releasing_thread() {
 
     // Each round, the holder's unlock wakes one waiter (which then hands the
     // mutex on to the next).
-    let by_holder: Vec<&Spanlet> = long
-        .iter()
-        .copied()
-        .filter(|s| s.waker_tid == Some(truth.holder_tid))
-        .collect();
-    let covered = truth.rounds_covered(&by_holder).len();
-    assert!(
-        ratio(covered, truth.rounds) >= 0.8,
-        "only {covered}/{} rounds have a long wait woken by the holder {} that starts \
-         during the hold and ends at the unlock; windows {:?}:\n{ctx}",
-        truth.rounds,
-        truth.holder_tid,
-        truth.round_windows_unix_nano
-    );
-
-    let max = long.iter().map(|s| s.wait_ns).max().unwrap_or(0);
-    let limit = truth.hold_ns() * 3 / 2 + 20 * MS;
-    assert!(
-        max <= limit,
-        "longest wait {:.1} ms exceeds {:.1} ms for a {} ms hold:\n{ctx}",
-        max as f64 / MS as f64,
-        limit as f64 / MS as f64,
-        truth.hold_ms
-    );
+    truth.assert_holder_woke_rounds(&long, &ctx);
+    truth.assert_longest_within_hold(&long, &ctx);
 }
