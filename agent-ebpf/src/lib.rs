@@ -14,20 +14,18 @@ pub mod maps {
     pub const EVENTS: &str = "SPANLET_EVENTS";
     /// tgid -> [`crate::PidEntry`]: the processes being traced.
     pub const PIDS: &str = "SPANLET_PIDS";
-    /// tid -> [`crate::WaitState`]: threads currently blocked in a futex wait.
-    pub const WAITS: &str = "SPANLET_WAITS";
-    /// Array of [`crate::WAIT_HINT_SLOTS`] slots, non-zero where a tgid in
-    /// `SPANLET_PIDS` falls (`tgid % WAIT_HINT_SLOTS`): lets the blocking
+    /// Task-local storage of [`crate::WaitState`]: a blocked thread's open
+    /// wait (`block_ns != 0`). User space reads it by thread pidfd.
+    pub const WAIT_STATE: &str = "SPANLET_WAIT_STATE";
+    /// Array of [`crate::PID_HINT_SLOTS`] slots, non-zero where a tgid in
+    /// `SPANLET_PIDS` falls (`tgid % PID_HINT_SLOTS`): lets the blocking
     /// path of untraced processes skip the hash lookup.
     pub const PID_HINTS: &str = "SPANLET_PID_HINTS";
-    /// Array of [`crate::WAIT_HINT_SLOTS`] counters: waits in flight per
-    /// `tid % WAIT_HINT_SLOTS`.
-    pub const WAIT_HINTS: &str = "SPANLET_WAIT_HINTS";
-    /// Per-CPU array of [`crate::Counter`] values.
-    pub const COUNTERS: &str = "SPANLET_COUNTERS";
     /// Per-CPU flag: non-zero while an hrtimer callback runs, so a wake-up
     /// from it is not blamed on the task it interrupted.
     pub const IN_HRTIMER: &str = "SPANLET_IN_HRTIMER";
+    /// Per-CPU array of [`crate::Counter`] values.
+    pub const COUNTERS: &str = "SPANLET_COUNTERS";
     /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).
     pub const LOCK_CALLS: &str = "SPANLET_LOCK_CALLS";
     /// (tgid, mutex address) -> [`crate::HeldLock`]: mutexes held now (uprobes).
@@ -42,14 +40,13 @@ pub mod globals {
 
 /// Bounds of the kernel maps (entries).
 pub const MAX_PIDS: u32 = 4096;
-pub const MAX_WAITS: u32 = 65_536;
 pub const MAX_LOCK_CALLS: u32 = 16_384;
 pub const MAX_HELD: u32 = 65_536;
-/// Slots of the wait-hint array (a power of two). Every context switch and
-/// wake-up in the system asks "is this thread in a tracked wait?"; an array
-/// slot (inlined by the JIT) answers "no" for almost all of them without the
+/// Slots of the PID-hint array (a power of two). Every blocking context
+/// switch in the system asks "is this process traced?"; an array slot
+/// (inlined by the JIT) answers "no" for almost all of them without the
 /// hash lookup.
-pub const WAIT_HINT_SLOTS: u32 = 1 << 16;
+pub const PID_HINT_SLOTS: u32 = 1 << 16;
 /// The programs wake the RingBuf reader only once this much is pending (at
 /// most a quarter of the ring); the reader also drains on a timer, so an
 /// idle ring still empties. Waking it per event would cost an irq_work per
@@ -132,7 +129,7 @@ pub enum Counter {
     Emitted = 0,
     /// Events lost because the RingBuf was full.
     RingbufFull = 1,
-    /// Waits not tracked because `SPANLET_WAITS` was full.
+    /// Waits not tracked because no wait state could be made for the thread.
     WaitsFull = 2,
     /// Forked processes not followed because `SPANLET_PIDS` was full.
     PidsFull = 3,
@@ -239,8 +236,9 @@ pub mod wait_flags {
     pub const ENDED_AT_WAKE: u32 = 1 << 8;
 }
 
-/// Per-thread state of a blocked futex wait, kept in `SPANLET_WAITS` from the
-/// moment the thread goes off CPU until it runs again.
+/// Per-thread state of a blocked futex wait, kept in task-local storage
+/// (`SPANLET_WAIT_STATE`) from the moment the thread goes off CPU until it
+/// runs again; `block_ns == 0` means no wait is open.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WaitState {

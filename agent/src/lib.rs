@@ -21,3 +21,4 @@ pub mod record;
 pub mod report;
 pub mod ring_reader;
 pub mod spanlet;
+pub mod task_storage;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use agent_ebpf::{
-    COUNTER_SLOTS, PID_REASON_USER, PidEntry, WAIT_HINT_SLOTS, WaitState, globals, maps,
+    COUNTER_SLOTS, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -69,7 +69,8 @@ pub struct Tracer {
     /// None once detached.
     ebpf: Option<Ebpf>,
     pids: HashMap<MapData, u32, PidEntry>,
-    waits: HashMap<MapData, u32, WaitState>,
+    /// Task-local storage of open waits, read by thread pidfd.
+    wait_state: MapData,
     pid_hints: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
@@ -105,6 +106,9 @@ impl Tracer {
             opts.ringbuf_bytes,
         )?;
         let mut ebpf = EbpfLoader::new()
+            // SPANLET_WAIT_STATE is task-local storage, which aya creates
+            // but has no typed API for (see `task_storage`).
+            .allow_unsupported_maps()
             .override_global(globals::CONFIG, &config, true)
             .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)
             .load(EBPF_OBJECT)
@@ -117,8 +121,10 @@ impl Tracer {
             HashMap::try_from(take(&mut ebpf, maps::PIDS)?).map_err(map_err(maps::PIDS))?;
         let pid_hints =
             Array::try_from(take(&mut ebpf, maps::PID_HINTS)?).map_err(map_err(maps::PID_HINTS))?;
-        let waits =
-            HashMap::try_from(take(&mut ebpf, maps::WAITS)?).map_err(map_err(maps::WAITS))?;
+        let wait_state = match take(&mut ebpf, maps::WAIT_STATE)? {
+            aya::maps::Map::Unsupported(data) => data,
+            _ => return Err(LoadError::MissingMap(maps::WAIT_STATE)),
+        };
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
             .map_err(map_err(maps::COUNTERS))?;
         let events =
@@ -132,7 +138,7 @@ impl Tracer {
         let mut tracer = Self {
             ebpf: Some(ebpf),
             pids: pid_map,
-            waits,
+            wait_state,
             pid_hints,
             counters,
             events: Some(events),
@@ -165,9 +171,22 @@ impl Tracer {
         self.ebpf = None;
     }
 
-    /// Waits still open (threads blocked now), for the end of a capture.
-    pub fn open_waits(&self) -> Vec<(u32, WaitState)> {
-        self.waits.iter().filter_map(Result::ok).collect()
+    /// Waits still open (threads blocked now) among `tids`, for the end of
+    /// a capture. Threads gone meanwhile have none.
+    pub fn open_waits(&self, tids: impl IntoIterator<Item = u32>) -> Vec<(u32, WaitState)> {
+        use std::os::fd::AsFd as _;
+        tids.into_iter()
+            .filter_map(|tid| {
+                match crate::task_storage::lookup::<WaitState>(self.wait_state.fd().as_fd(), tid) {
+                    Ok(Some(wait)) if wait.block_ns != 0 => Some((tid, wait)),
+                    Ok(_) => None,
+                    Err(err) => {
+                        tracing::debug!(tid, %err, "reading a thread's wait state");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Adds a process to the PID set.
@@ -181,7 +200,7 @@ impl Tracer {
             .map_err(map_err(maps::PIDS))?;
         // Marks the slot for the kernel's cheap pre-check; never cleared.
         self.pid_hints
-            .set(pid & (WAIT_HINT_SLOTS - 1), 1, 0)
+            .set(pid & (PID_HINT_SLOTS - 1), 1, 0)
             .map_err(map_err(maps::PID_HINTS))
     }
 

@@ -383,7 +383,12 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         }
     }
     tracer.kernel_counters(&mut sink.stats)?;
-    for (tid, wait) in tracer.open_waits() {
+    let threads = sink
+        .processes
+        .iter()
+        .flat_map(|&pid| procfs::threads(pid))
+        .map(|t| t.tid);
+    for (tid, wait) in tracer.open_waits(threads.collect::<Vec<_>>()) {
         if stopped_ns.saturating_sub(wait.block_ns) < sink.min_wait_ns {
             sink.stats.below_min_wait += 1;
         } else {

@@ -1,5 +1,5 @@
 //! Which processes are traced: a bounded set of tgids, or all.
-use agent_ebpf::{PID_REASON_FORK, PID_REASON_SPAWNER, PidEntry, WAIT_HINT_SLOTS};
+use agent_ebpf::{PID_HINT_SLOTS, PID_REASON_FORK, PID_REASON_SPAWNER, PidEntry};
 
 use super::{
     config,
@@ -10,7 +10,7 @@ use super::{
 /// instead of a hash lookup, for the common untraced case).
 #[inline(always)]
 fn may_be_in_set(tgid: u32) -> bool {
-    match PID_HINTS.get_ptr(tgid & (WAIT_HINT_SLOTS - 1)) {
+    match PID_HINTS.get_ptr(tgid & (PID_HINT_SLOTS - 1)) {
         // SAFETY: an array slot lives as long as the map.
         Some(slot) => (unsafe { core::ptr::read_volatile(slot) }) != 0,
         None => true,
@@ -46,7 +46,7 @@ pub fn add_forked(tgid: u32) -> bool {
     if PIDS.insert(tgid, entry, 0).is_err() {
         return false;
     }
-    if let Some(slot) = PID_HINTS.get_ptr_mut(tgid & (WAIT_HINT_SLOTS - 1)) {
+    if let Some(slot) = PID_HINTS.get_ptr_mut(tgid & (PID_HINT_SLOTS - 1)) {
         // A plain store: any non-zero value marks the slot, and hints are
         // never cleared (a stale one only costs a hash lookup).
         // SAFETY: an array slot lives as long as the map.

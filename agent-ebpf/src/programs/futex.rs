@@ -1,11 +1,9 @@
 //! Futex waits, seen only when they block: the scheduler tells us when a
 //! thread goes off CPU inside a futex wait syscall, who wakes it, and when
 //! it runs again. Calls that do not block cost nothing.
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
 use agent_ebpf::{
-    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WAIT_HINT_SLOTS, WaitState, futex_op,
-    syscalls, wait_flags,
+    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WaitState, futex_op, syscalls,
+    wait_flags,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
@@ -13,7 +11,7 @@ use aya_ebpf::helpers::{
 
 use super::{
     config, counters, filter,
-    maps::{EVENTS, WAIT_HINTS, WAITS},
+    maps::{EVENTS, WAIT_STATE},
     regs::{self, Syscall},
     timer,
 };
@@ -90,26 +88,6 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
             })
         }
         _ => None,
-    }
-}
-
-/// Adds `delta` (wrapping) to the hint slot of `tid`.
-#[inline(always)]
-fn hint_add(tid: u32, delta: u64) {
-    if let Some(slot) = WAIT_HINTS.get_ptr_mut(tid & (WAIT_HINT_SLOTS - 1)) {
-        // SAFETY: an array slot lives as long as the map; concurrent updates
-        // from other CPUs are atomic adds too.
-        let _ = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
-    }
-}
-
-/// Cheap pre-check: false means `tid` is certainly not in a tracked wait.
-#[inline(always)]
-fn may_be_waiting(tid: u32) -> bool {
-    match WAIT_HINTS.get_ptr(tid & (WAIT_HINT_SLOTS - 1)) {
-        // SAFETY: an array slot lives as long as the map.
-        Some(slot) => (unsafe { core::ptr::read_volatile(slot) }) != 0,
-        None => true,
     }
 }
 
@@ -194,14 +172,15 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
         waker_comm: [0; 16],
     };
     counters::bump(Counter::WaitsSeen);
-    let tid = pid_tgid as u32;
-    let open = WAITS.get_ptr(tid);
-    if let Some(open) = open {
+    let Some(slot) = WAIT_STATE.get_or_create(prev) else {
+        counters::bump(Counter::WaitsFull);
+        return;
+    };
+    if slot.block_ns != 0 {
         // The thread ran since this wait began, but its switch-in was not
-        // seen by sched_switch (rare, ~0.02% of waits under heavy cross-CPU
-        // ping-pong; see README). Close it at its wake-up rather than lose it.
-        // SAFETY: a pointer into a map value, valid for this program run.
-        let mut late = unsafe { *open };
+        // seen by sched_switch (rare; see README). Close it at its wake-up
+        // rather than lose it.
+        let mut late = *slot;
         late.flags |= wait_flags::ENDED_AT_WAKE;
         let end = if late.wake_ns != 0 {
             late.wake_ns
@@ -209,13 +188,9 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
             state.block_ns
         };
         counters::bump(Counter::WaitClosedLate);
-        emit(tid, tgid, late, end);
+        emit(pid_tgid as u32, tgid, late, end);
     }
-    if WAITS.insert(tid, state, 0).is_err() {
-        counters::bump(Counter::WaitsFull);
-    } else if open.is_none() {
-        hint_add(tid, 1);
-    }
+    *slot = state;
 }
 
 /// Whether the current task's syscall is a futex wake of the waiter's word.
@@ -250,16 +225,10 @@ fn set_waker(state: &mut WaitState, pid_tgid: u64) {
 /// thread's futex wake or exit, a signal sender, or a timer interrupt.
 #[inline(always)]
 pub fn on_waking(task: *mut core::ffi::c_void) {
-    let tid = regs::trusted_task_tid(task.cast());
-    if !may_be_waiting(tid) {
-        return;
-    }
-    let Some(state) = WAITS.get_ptr_mut(tid) else {
+    let Some(state) = WAIT_STATE.get(task) else {
         return;
     };
-    // SAFETY: a pointer into a map value, valid for this program run.
-    let state = unsafe { &mut *state };
-    if state.wake_ns != 0 {
+    if state.block_ns == 0 || state.wake_ns != 0 {
         return;
     }
     state.wake_ns = now();
@@ -296,12 +265,14 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
     }
 }
 
-/// `task` is exiting: drop its open wait, if any (it will not run again).
+/// `task` is exiting: an open wait will never close (the storage goes with
+/// the task); count it so the figures add up.
 #[inline(always)]
 pub fn on_exit(task: *mut core::ffi::c_void) {
-    let tid = regs::trusted_task_tid(task.cast());
-    if may_be_waiting(tid) && WAITS.remove(tid).is_ok() {
-        hint_add(tid, u64::MAX);
+    if let Some(state) = WAIT_STATE.get(task)
+        && state.block_ns != 0
+    {
+        state.block_ns = 0;
         counters::bump(Counter::ExitedInWait);
     }
 }
@@ -309,18 +280,16 @@ pub fn on_exit(task: *mut core::ffi::c_void) {
 /// `task` is about to run: if it was in a tracked wait, the wait is over.
 #[inline(always)]
 pub fn on_run(task: *mut core::ffi::c_void) {
-    let tid = regs::trusted_task_tid(task.cast());
-    if !may_be_waiting(tid) {
-        return;
-    }
-    let Some(state) = WAITS.get_ptr(tid) else {
+    // Threads that never waited have no storage: the common case ends here.
+    let Some(slot) = WAIT_STATE.get(task) else {
         return;
     };
-    // SAFETY: a pointer into a map value, valid for this program run.
-    let state = unsafe { *state };
-    if WAITS.remove(tid).is_ok() {
-        hint_add(tid, u64::MAX);
+    if slot.block_ns == 0 {
+        return;
     }
+    let state = *slot;
+    slot.block_ns = 0;
+    let tid = regs::trusted_task_tid(task.cast());
     emit(tid, regs::trusted_task_tgid(task.cast()), state, now());
 }
 

@@ -1,10 +1,11 @@
 //! Every map of the programs, named by the shared constants in the ABI.
+use super::task_storage::TaskStorage;
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, HeldKey, HeldLock, LockCall, MAX_HELD, MAX_LOCK_CALLS,
-    MAX_PIDS, MAX_WAITS, PidEntry, WAIT_HINT_SLOTS, WaitState,
+    MAX_PIDS, PID_HINT_SLOTS, PidEntry, WaitState,
 };
 use aya_ebpf::{
-    macros::map,
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
@@ -14,14 +15,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
 #[map(name = "SPANLET_PIDS")]
 pub static PIDS: HashMap<u32, PidEntry> = HashMap::with_max_entries(MAX_PIDS, 0);
 
-#[map(name = "SPANLET_WAITS")]
-pub static WAITS: HashMap<u32, WaitState> = HashMap::with_max_entries(MAX_WAITS, 0);
+/// Per-thread wait state: the open wait of a blocked thread, if any.
+#[btf_map(name = "SPANLET_WAIT_STATE")]
+pub static WAIT_STATE: TaskStorage<WaitState> = TaskStorage::new();
 
 #[map(name = "SPANLET_PID_HINTS")]
-pub static PID_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
-
-#[map(name = "SPANLET_WAIT_HINTS")]
-pub static WAIT_HINTS: Array<u64> = Array::with_max_entries(WAIT_HINT_SLOTS, 0);
+pub static PID_HINTS: Array<u64> = Array::with_max_entries(PID_HINT_SLOTS, 0);
 
 #[map(name = "SPANLET_IN_HRTIMER")]
 pub static IN_HRTIMER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

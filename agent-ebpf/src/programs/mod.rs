@@ -8,4 +8,5 @@ mod maps;
 mod mutex_uprobe;
 mod regs;
 mod sched;
+mod task_storage;
 mod timer;
