@@ -47,6 +47,26 @@ pub const MAX_HELD: u32 = 65_536;
 /// (inlined by the JIT) answers "no" for almost all of them without the
 /// hash lookup.
 pub const PID_HINT_SLOTS: u32 = 1 << 16;
+
+/// A `SPANLET_PID_HINTS` slot: 0 means no process in the set falls there;
+/// [`pid_hint`] names the one process that does, with its reason, so the
+/// hot path needs no hash lookup; [`PID_HINT_SHARED`] means "look in
+/// `SPANLET_PIDS`" (several processes, or one that left the set).
+pub const PID_HINT_SHARED: u64 = u64::MAX;
+
+/// The slot value for exactly one process in the set.
+pub const fn pid_hint(tgid: u32, reason: u32) -> u64 {
+    ((reason as u64) << 32) | tgid as u64
+}
+
+/// The slot value after `tgid` joins the set with `reason`.
+pub const fn pid_hint_after_insert(slot: u64, tgid: u32, reason: u32) -> u64 {
+    if slot == 0 || (slot != PID_HINT_SHARED && slot as u32 == tgid) {
+        pid_hint(tgid, reason)
+    } else {
+        PID_HINT_SHARED
+    }
+}
 /// The programs wake the RingBuf reader only once this much is pending (at
 /// most a quarter of the ring); the reader also drains on a timer, so an
 /// idle ring still empties. Waking it per event would cost an irq_work per
@@ -125,7 +145,7 @@ pub const PID_REASON_SPAWNER: u32 = 3;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Events written to the RingBuf.
+    /// Unused (kept so the slot numbers stay stable).
     Emitted = 0,
     /// Events lost because the RingBuf was full.
     RingbufFull = 1,

@@ -198,15 +198,34 @@ impl Tracer {
         self.pids
             .insert(pid, PidEntry { reason, _pad: 0 }, 0)
             .map_err(map_err(maps::PIDS))?;
-        // Marks the slot for the kernel's cheap pre-check; never cleared.
+        self.update_hint(pid, |slot| {
+            agent_ebpf::pid_hint_after_insert(slot, pid, reason)
+        })
+    }
+
+    /// Rewrites the PID-hint slot of `pid` from its current value.
+    fn update_hint(&mut self, pid: u32, value: impl FnOnce(u64) -> u64) -> Result<(), LoadError> {
+        let index = pid & (PID_HINT_SLOTS - 1);
+        let slot = self
+            .pid_hints
+            .get(&index, 0)
+            .map_err(map_err(maps::PID_HINTS))?;
         self.pid_hints
-            .set(pid & (PID_HINT_SLOTS - 1), 1, 0)
+            .set(index, value(slot), 0)
             .map_err(map_err(maps::PID_HINTS))
     }
 
-    /// Removes a process from the PID set (no error if absent).
+    /// Removes a process from the PID set (no error if absent). Its hint
+    /// turns to "look it up", as the kernel's own removals do.
     pub fn remove_pid(&mut self, pid: u32) {
         let _ = self.pids.remove(&pid);
+        let _ = self.update_hint(pid, |slot| {
+            if slot == 0 {
+                0
+            } else {
+                agent_ebpf::PID_HINT_SHARED
+            }
+        });
     }
 
     /// Sums the per-CPU kernel counters into the capture's drop figures.
@@ -244,4 +263,33 @@ fn preflight() -> Result<(), LoadError> {
         return Err(LoadError::PidNamespace);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_ebpf::{
+        PID_HINT_SHARED, PID_REASON_FORK, PID_REASON_USER, pid_hint, pid_hint_after_insert,
+    };
+
+    #[test]
+    fn pid_hints_name_one_process_or_send_to_the_map() {
+        let one = pid_hint_after_insert(0, 70_000, PID_REASON_USER);
+        assert_eq!(one, pid_hint(70_000, PID_REASON_USER));
+        // The same process again (a launched command, first added by the
+        // fork hook): its reason is updated in place.
+        assert_eq!(
+            pid_hint_after_insert(pid_hint(70_000, PID_REASON_FORK), 70_000, PID_REASON_USER),
+            one
+        );
+        // Another process in the same slot (70_000 + 65_536): both are
+        // looked up in the map from then on.
+        assert_eq!(
+            pid_hint_after_insert(one, 135_536, PID_REASON_USER),
+            PID_HINT_SHARED
+        );
+        assert_eq!(
+            pid_hint_after_insert(PID_HINT_SHARED, 70_000, PID_REASON_USER),
+            PID_HINT_SHARED
+        );
+    }
 }

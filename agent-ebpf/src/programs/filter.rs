@@ -1,31 +1,65 @@
 //! Which processes are traced: a bounded set of tgids, or all.
-use agent_ebpf::{PID_HINT_SLOTS, PID_REASON_FORK, PID_REASON_SPAWNER, PidEntry};
+use agent_ebpf::{
+    PID_HINT_SHARED, PID_HINT_SLOTS, PID_REASON_FORK, PID_REASON_SPAWNER, PidEntry,
+    pid_hint_after_insert,
+};
 
 use super::{
     config,
     maps::{PID_HINTS, PIDS},
 };
 
-/// False means the tgid is certainly not in the set (an inlined array load
-/// instead of a hash lookup, for the common untraced case).
+/// What the hint array says about a process.
+enum Hint {
+    /// Certainly not in the set.
+    Absent,
+    /// In the set with this reason.
+    Exact(u32),
+    /// Ask the hash map.
+    Lookup,
+}
+
 #[inline(always)]
-fn may_be_in_set(tgid: u32) -> bool {
-    match PID_HINTS.get_ptr(tgid & (PID_HINT_SLOTS - 1)) {
-        // SAFETY: an array slot lives as long as the map.
-        Some(slot) => (unsafe { core::ptr::read_volatile(slot) }) != 0,
-        None => true,
+fn hint(tgid: u32) -> Hint {
+    let Some(slot) = PID_HINTS.get_ptr(tgid & (PID_HINT_SLOTS - 1)) else {
+        return Hint::Lookup;
+    };
+    // SAFETY: an array slot lives as long as the map.
+    match unsafe { core::ptr::read_volatile(slot) } {
+        0 => Hint::Absent,
+        PID_HINT_SHARED => Hint::Lookup,
+        v if v as u32 == tgid => Hint::Exact((v >> 32) as u32),
+        _ => Hint::Lookup,
+    }
+}
+
+#[inline(always)]
+fn set_hint(tgid: u32, value: impl FnOnce(u64) -> u64) {
+    if let Some(slot) = PID_HINTS.get_ptr_mut(tgid & (PID_HINT_SLOTS - 1)) {
+        // SAFETY: an array slot lives as long as the map. Two CPUs racing on
+        // one slot can at worst leave a value that sends lookups to the hash
+        // map, which is always right.
+        unsafe { core::ptr::write_volatile(slot, value(core::ptr::read_volatile(slot))) };
+    }
+}
+
+/// The reason a process is in the set, if it is (an inlined array load for
+/// the common cases, a hash lookup otherwise).
+#[inline(always)]
+fn reason(tgid: u32) -> Option<u32> {
+    match hint(tgid) {
+        Hint::Absent => None,
+        Hint::Exact(reason) => Some(reason),
+        // SAFETY: a pointer into a map value, valid for this program run.
+        Hint::Lookup => PIDS.get_ptr(tgid).map(|e| unsafe { (*e).reason }),
     }
 }
 
 /// Whether the process's waits are traced.
 #[inline(always)]
 pub fn traced(tgid: u32) -> bool {
-    if config::get().trace_all == 0 && !may_be_in_set(tgid) {
-        return false;
-    }
-    match PIDS.get_ptr(tgid) {
-        // SAFETY: a pointer into a map value, valid for this program run.
-        Some(entry) => (unsafe { (*entry).reason }) != PID_REASON_SPAWNER,
+    match reason(tgid) {
+        Some(reason) => reason != PID_REASON_SPAWNER,
         None => config::get().trace_all != 0,
     }
 }
@@ -33,7 +67,7 @@ pub fn traced(tgid: u32) -> bool {
 /// Whether processes it forks join the set (traced ones and the spawner).
 #[inline(always)]
 pub fn followed(tgid: u32) -> bool {
-    may_be_in_set(tgid) && PIDS.get_ptr(tgid).is_some()
+    reason(tgid).is_some()
 }
 
 /// Adds a forked process; false when the map is full.
@@ -46,24 +80,20 @@ pub fn add_forked(tgid: u32) -> bool {
     if PIDS.insert(tgid, entry, 0).is_err() {
         return false;
     }
-    if let Some(slot) = PID_HINTS.get_ptr_mut(tgid & (PID_HINT_SLOTS - 1)) {
-        // A plain store: any non-zero value marks the slot, and hints are
-        // never cleared (a stale one only costs a hash lookup).
-        // SAFETY: an array slot lives as long as the map.
-        unsafe { core::ptr::write_volatile(slot, 1) };
-    }
+    set_hint(tgid, |slot| {
+        pid_hint_after_insert(slot, tgid, PID_REASON_FORK)
+    });
     true
 }
 
-/// Drops a finished process from the set (its hint stays; harmless). The
-/// agent itself, as a spawner, stays.
+/// Drops a finished process from the set. The agent itself, as a spawner,
+/// stays. Its hint turns to "look it up", so a later process reusing the
+/// tgid is not taken for it.
 #[inline(always)]
 pub fn remove(tgid: u32) {
-    // SAFETY: a pointer into a map value, valid for this program run.
-    let spawner = PIDS
-        .get_ptr(tgid)
-        .is_some_and(|e| unsafe { (*e).reason } == PID_REASON_SPAWNER);
-    if !spawner {
-        let _ = PIDS.remove(tgid);
+    if reason(tgid) == Some(PID_REASON_SPAWNER) {
+        return;
     }
+    let _ = PIDS.remove(tgid);
+    set_hint(tgid, |slot| if slot == 0 { 0 } else { PID_HINT_SHARED });
 }

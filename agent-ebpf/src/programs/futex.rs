@@ -108,9 +108,8 @@ fn glibc_mutex_owner(uaddr: u64) -> Option<u32> {
     /// Kind bits glibc defines: type (0..=3), robust, PI, PP, pshared,
     /// elision, no-elision.
     const KNOWN_KIND_BITS: u32 = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
-    let owner = regs::read_user_u32(uaddr + 8)?;
-    let nusers = regs::read_user_u32(uaddr + 12)?;
-    let kind = regs::read_user_u32(uaddr + 16)?;
+    // One read of `__owner`, `__nusers` and `__kind`.
+    let [owner, nusers, kind] = regs::read_user::<[u32; 3]>(uaddr + 8)?;
     (nusers != 0 && kind & !KNOWN_KIND_BITS == 0).then_some(owner)
 }
 
@@ -317,5 +316,4 @@ fn emit(tid: u32, pid: u32, wait: WaitState, end_ns: u64) {
         wait,
     });
     entry.submit(super::maps::submit_flags());
-    counters::bump(Counter::Emitted);
 }

@@ -112,6 +112,6 @@ pub fn mutex_unlock_enter(ctx: ProbeContext) -> u32 {
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
     entry.submit(super::maps::submit_flags());
-    counters::bump(Counter::Emitted);
+
     0
 }

@@ -56,6 +56,13 @@ pub fn read_kernel_u32(addr: u64) -> Option<u32> {
     unsafe { bpf_probe_read_kernel(addr as *const u32) }.ok()
 }
 
+/// Reads a value of the current task's user memory without faulting pages in.
+#[inline(always)]
+pub fn read_user<T>(addr: u64) -> Option<T> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
 /// Reads a word of the current task's user memory without faulting pages in.
 #[inline(always)]
 pub fn read_user_u32(addr: u64) -> Option<u32> {
