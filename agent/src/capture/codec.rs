@@ -91,6 +91,10 @@ pub(crate) fn encode_spanlet(spanlet: &Spanlet, out: &mut Vec<u8>) {
 
 /// Decodes a spanlet payload written with format `version`. The payload must be
 /// consumed exactly: extra bytes mean a writer and reader disagree on layout.
+///
+/// Inlined into the reader, so the spanlet is built where it is stored rather
+/// than copied there through the `Result` and `Record` wrappers.
+#[inline]
 pub(crate) fn decode_spanlet(version: u32, payload: &[u8]) -> Result<Spanlet, DecodeError> {
     if version != 1 {
         return Err(DecodeError::UnsupportedVersion(version));
@@ -178,6 +182,7 @@ struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    #[inline]
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let (head, tail) = self
             .rest
@@ -187,22 +192,27 @@ impl<'a> Decoder<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
         <[u8; N]>::try_from(self.take(N, field)?).map_err(|_| DecodeError::Short(field))
     }
 
+    #[inline]
     fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(u8::from_le_bytes(self.array(field)?))
     }
 
+    #[inline]
     fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array(field)?))
     }
 
+    #[inline]
     fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array(field)?))
     }
 
+    #[inline]
     fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         let len = usize::from(self.u8(field)?);
         if len > MAX_STR_LEN {
@@ -214,6 +224,7 @@ impl<'a> Decoder<'a> {
             .map_err(|_| DecodeError::InvalidUtf8(field))
     }
 
+    #[inline]
     fn context(&mut self, field: &'static str) -> Result<SpanContext, DecodeError> {
         Ok(SpanContext {
             trace_id: self.array(field)?,
@@ -221,10 +232,13 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// Generic over `get` (rather than taking a `fn` pointer) so that each
+    /// use inlines to a flag test and a read.
+    #[inline]
     fn opt<T>(
         &mut self,
         field: &'static str,
-        get: fn(&mut Self, &'static str) -> Result<T, DecodeError>,
+        get: impl FnOnce(&mut Self, &'static str) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
         match self.u8(field)? {
             0 => Ok(None),

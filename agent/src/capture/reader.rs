@@ -59,6 +59,15 @@ pub struct DamagedTail {
     pub damage: TailDamage,
 }
 
+/// Payloads up to this length are read in one go into a buffer of their
+/// stated length; longer ones grow the buffer only as data actually arrives,
+/// so a corrupt length cannot make the reader allocate much.
+const EAGER_PAYLOAD_LEN: usize = 64 * 1024;
+
+/// Bytes a spanlet record typically takes in a file (header, payload with
+/// a thread name, a waker and no span context), for sizing the spanlet list.
+const TYPICAL_SPANLET_RECORD_LEN: u64 = 100;
+
 /// Outcome of reading one framed record.
 enum Raw {
     /// A complete record with a valid CRC; the payload is in `payload`.
@@ -237,12 +246,22 @@ impl<R: Read> CaptureReader<R> {
             _ => return self.damaged(TailDamage::BadLength),
         };
         self.payload.clear();
-        // A corrupt length must not allocate much before the data runs out.
-        self.payload.reserve(len.min(64 * 1024));
-        let got = Read::by_ref(&mut self.input)
-            .take(len as u64)
-            .read_to_end(&mut self.payload)
-            .map_err(CaptureError::io(&self.path))?;
+        let got = if len <= EAGER_PAYLOAD_LEN {
+            // The common case (every spanlet): one copy out of the input's
+            // buffer, without `read_to_end`'s growth and end-of-input probing.
+            self.payload.resize(len, 0);
+            let got =
+                fill(&mut self.input, &mut self.payload).map_err(CaptureError::io(&self.path))?;
+            self.payload.truncate(got);
+            got
+        } else {
+            // A corrupt length must not allocate much before the data runs out.
+            self.payload.reserve(EAGER_PAYLOAD_LEN);
+            Read::by_ref(&mut self.input)
+                .take(len as u64)
+                .read_to_end(&mut self.payload)
+                .map_err(CaptureError::io(&self.path))?
+        };
         self.offset += got as u64;
         if got < len {
             return self.damaged(TailDamage::Truncated);
@@ -269,18 +288,7 @@ impl<R: Read> CaptureReader<R> {
 
     /// Fills `buf` unless the input ends first; returns the bytes read.
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
-        let mut filled = 0;
-        while let Some(rest) = buf.get_mut(filled..) {
-            if rest.is_empty() {
-                break;
-            }
-            match self.input.read(rest) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(CaptureError::io(&self.path)(e)),
-            }
-        }
+        let filled = fill(&mut self.input, buf).map_err(CaptureError::io(&self.path))?;
         self.offset += filled as u64;
         Ok(filled)
     }
@@ -312,6 +320,23 @@ impl<R: Read> Iterator for CaptureReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_record().transpose()
     }
+}
+
+/// Fills `buf` from `input` unless the input ends first; returns the bytes read.
+fn fill<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match input.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Splits a record header into (payload length, CRC, type).
@@ -378,7 +403,12 @@ impl Capture {
     }
 
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        Self::read_all(CaptureReader::open(path)?)
+        let reader = CaptureReader::open(path)?;
+        // Sizing the spanlet list from the file up front saves growing (and
+        // copying) a list of a few hundred MB on large captures.
+        let file_len = reader.input.get_ref().metadata().map_or(0, |m| m.len());
+        let hint = usize::try_from(file_len / TYPICAL_SPANLET_RECORD_LEN).unwrap_or(0);
+        Self::read_all_reserving(reader, hint)
     }
 
     /// Reads a capture from any byte source; `path` only names it in errors.
@@ -387,8 +417,16 @@ impl Capture {
     }
 
     /// Collects the remaining records of `reader`.
-    pub fn read_all<R: Read>(mut reader: CaptureReader<R>) -> Result<Self, CaptureError> {
+    pub fn read_all<R: Read>(reader: CaptureReader<R>) -> Result<Self, CaptureError> {
+        Self::read_all_reserving(reader, 0)
+    }
+
+    fn read_all_reserving<R: Read>(
+        mut reader: CaptureReader<R>,
+        spanlets: usize,
+    ) -> Result<Self, CaptureError> {
         let mut capture = Self::new(reader.meta().clone());
+        capture.spanlets.reserve(spanlets);
         capture.path = reader.path().to_owned();
         while let Some(record) = reader.next_record()? {
             capture.add(record);
@@ -402,6 +440,7 @@ impl Capture {
     }
 
     /// Adds one record as a reader would.
+    #[inline]
     pub fn add(&mut self, record: Record) {
         match record {
             Record::Process(p) => {
