@@ -2,6 +2,7 @@
 //!
 //! Needs only the stable toolchain itself; `setup` installs what the rest needs.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -25,12 +26,16 @@ enum Task {
     /// tracefs, BTF check. Idempotent; seconds when nothing is missing.
     Setup,
     /// The project's one test command: setup, fmt check, clippy, release
-    /// build, then `cargo test --release` (integration tests load real eBPF:
-    /// run as root).
+    /// build, a bench smoke pass, then `cargo test --release` (integration
+    /// tests load real eBPF: run as root).
     Test(test::Args),
     /// Setup, build spanlet, record a bundled contended C workload, print
     /// the report.
     Demo(demo::Args),
+    /// Setup, then measure tracing overhead: every scenario untraced, under
+    /// spanlet and under an equivalent bpftrace script, interleaved; writes
+    /// BENCHMARKS.md and raw JSON in bench-results/ (run as root).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         // machine on its own.
         Task::Test(args) => setup::task().and_then(|()| test::task(&args)),
         Task::Demo(args) => setup::task().and_then(|()| demo::task(&args)),
+        Task::Bench(args) => setup::task().and_then(|()| bench::task(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::util::{probe, run, stdout_of};
 
 /// Debian packages the tests and benchmarks need.
-const APT_PACKAGES: &[&str] = &["gcc", "python3", "bpftrace", "sysbench"];
+const APT_PACKAGES: &[&str] = &["gcc", "python3", "bpftrace", "sysbench", "bpftool"];
 /// bpf-linker release known to work with aya-build 0.2; built against the
 /// nightly toolchain's own LLVM (the `llvm-<major>` feature is derived).
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -11,6 +11,10 @@ use crate::util::{cargo, display, run, target_dir};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Leave out the bench smoke pass (`cargo xtask bench --smoke`, under half
+    /// a minute), e.g. while iterating on one test. CI runs it.
+    #[arg(long)]
+    skip_bench_smoke: bool,
     /// Extra arguments for `cargo test --release`, after `--`
     /// (e.g. `cargo xtask test -- -p spanlet-tests -- --nocapture`).
     #[arg(last = true)]
@@ -21,6 +25,11 @@ pub fn task(args: &Args) -> Result<()> {
     fmt().context("test step `cargo fmt --check` failed")?;
     clippy().context("test step `cargo clippy` failed")?;
     build().context("test step `cargo build --release` failed")?;
+    if args.skip_bench_smoke {
+        eprintln!("test: skipping the bench smoke pass (--skip-bench-smoke)");
+    } else {
+        bench_smoke().context("test step `cargo xtask bench --smoke` failed")?;
+    }
     test(&args.cargo_test_args).context("test step `cargo test --release` failed")?;
     Ok(())
 }
@@ -50,6 +59,14 @@ fn clippy() -> Result<()> {
 /// Builds `spanlet` including its eBPF object (agent/build.rs via aya-build).
 fn build() -> Result<()> {
     run(cargo().args(["build", "--release"]))
+}
+
+/// One short pass of the bench harness, so it cannot rot: every scenario
+/// untraced, under spanlet and under bpftrace. It asserts nothing about
+/// speed, only that every scenario ran and produced numbers.
+fn bench_smoke() -> Result<()> {
+    eprintln!("$ cargo xtask bench --smoke");
+    crate::bench::task(&crate::bench::Args::smoke())
 }
 
 /// Unit and integration tests; the integration tests run the built binary
