@@ -41,7 +41,7 @@ fn kernel_btf() -> Result<()> {
              (CONFIG_DEBUG_INFO_BTF=y)"
         );
     }
-    println!("ok: kernel BTF ({BTF})");
+    eprintln!("ok: kernel BTF ({BTF})");
     Ok(())
 }
 
@@ -54,11 +54,11 @@ fn tracefs() -> Result<()> {
         dir == Some(TRACEFS) && fstype == Some("tracefs")
     });
     if mounted {
-        println!("ok: tracefs mounted at {TRACEFS}");
+        eprintln!("ok: tracefs mounted at {TRACEFS}");
         return Ok(());
     }
     run(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))?;
-    println!("installed: tracefs mounted at {TRACEFS}");
+    eprintln!("installed: tracefs mounted at {TRACEFS}");
     Ok(())
 }
 
@@ -70,7 +70,7 @@ fn apt_packages() -> Result<()> {
         .collect();
     let all = APT_PACKAGES.join(" ");
     if missing.is_empty() {
-        println!("ok: Debian packages ({all})");
+        eprintln!("ok: Debian packages ({all})");
         return Ok(());
     }
     run(Command::new("apt-get")
@@ -80,7 +80,7 @@ fn apt_packages() -> Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    println!("installed: Debian packages ({})", missing.join(" "));
+    eprintln!("installed: Debian packages ({})", missing.join(" "));
     Ok(())
 }
 
@@ -102,13 +102,13 @@ fn lint_components() -> Result<()> {
         .filter(|c| !has_component(&installed, c))
         .collect();
     if missing.is_empty() {
-        println!("ok: rustfmt and clippy");
+        eprintln!("ok: rustfmt and clippy");
         return Ok(());
     }
     run(Command::new("rustup")
         .args(["component", "add"])
         .args(&missing))?;
-    println!("installed: {}", missing.join(" and "));
+    eprintln!("installed: {}", missing.join(" and "));
     Ok(())
 }
 
@@ -133,7 +133,7 @@ fn nightly_toolchain() -> Result<String> {
     ]))
     .context("the `nightly` toolchain must be installed (rustup toolchain install nightly)")?;
     let first = verbose.lines().next().unwrap_or_default();
-    println!("ok: nightly toolchain ({first})");
+    eprintln!("ok: nightly toolchain ({first})");
     Ok(verbose)
 }
 
@@ -146,11 +146,11 @@ fn rust_src() -> Result<()> {
         "--installed",
     ]))?;
     if has_component(&installed, "rust-src") {
-        println!("ok: rust-src for nightly");
+        eprintln!("ok: rust-src for nightly");
         return Ok(());
     }
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
-    println!("installed: rust-src for nightly");
+    eprintln!("installed: rust-src for nightly");
     Ok(())
 }
 
@@ -164,13 +164,13 @@ fn bpf_linker(nightly: &str) -> Result<()> {
     let works = probe(Command::new(&bin).arg("--version")).is_some_and(|o| o.status.success());
 
     if works && fs::read_to_string(&stamp).is_ok_and(|s| s == nightly) {
-        println!("ok: bpf-linker (built for this nightly's LLVM {llvm_major})");
+        eprintln!("ok: bpf-linker (built for this nightly's LLVM {llvm_major})");
         return Ok(());
     }
     if works && !stamp.exists() && installed_for(&root, nightly, &llvm_major) {
         // Installed by hand with the documented command; cargo recorded the rustc.
         write_stamp(&stamp, nightly)?;
-        println!("ok: bpf-linker (built for this nightly's LLVM {llvm_major}; stamp written)");
+        eprintln!("ok: bpf-linker (built for this nightly's LLVM {llvm_major}; stamp written)");
         return Ok(());
     }
 
@@ -195,7 +195,7 @@ fn bpf_linker(nightly: &str) -> Result<()> {
     stdout_of(Command::new(&bin).arg("--version"))
         .context("the freshly built bpf-linker does not run")?;
     write_stamp(&stamp, nightly)?;
-    println!("installed: bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm_major}, {llvm_lib})");
+    eprintln!("installed: bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm_major}, {llvm_lib})");
     Ok(())
 }
 
