@@ -77,8 +77,8 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
         // first `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 _; }`
         // names the wait.
         syscalls::FUTEX_WAITV if sc.nr >> 32 == 0 => {
-            let val = regs::read_user_u64(a0).unwrap_or(0) as u32;
-            let uaddr = regs::read_user_u64(a0 + 8).unwrap_or(0);
+            let [val, uaddr] = regs::read_user::<[u64; 2]>(a0).unwrap_or([0, 0]);
+            let val = val as u32;
             Some(WaitTarget {
                 uaddr,
                 uaddr2: 0,
@@ -139,7 +139,7 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
     // holds the owner's tid itself. User space decides whether the value
     // names a thread of this process.
     let owner = if flags & wait_flags::PI != 0 {
-        regs::read_user_u32(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
+        regs::read_user::<u32>(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
     } else if flags & wait_flags::LOCK_SHAPED != 0 {
         glibc_mutex_owner(target.uaddr)
     } else {
@@ -187,7 +187,7 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
             state.block_ns
         };
         counters::bump(Counter::WaitClosedLate);
-        emit(pid_tgid as u32, tgid, late, end);
+        emit(pid_tgid as u32, late, end);
     }
     *slot = state;
 }
@@ -208,7 +208,7 @@ fn woken_by_futex_call(state: &WaitState, sc: &Syscall) -> bool {
         // futex_requeue(waiters[2], flags, nr_wake, nr_requeue): the words
         // are in the first `struct futex_waitv` (uaddr at +8), in the
         // waker's memory, which is current here.
-        syscalls::FUTEX_REQUEUE => regs::read_user_u64(sc.args[0] + 8).is_some_and(named),
+        syscalls::FUTEX_REQUEUE => regs::read_user::<u64>(sc.args[0] + 8).is_some_and(named),
         _ => false,
     }
 }
@@ -288,14 +288,13 @@ pub fn on_run(task: *mut core::ffi::c_void) {
     }
     let state = *slot;
     slot.block_ns = 0;
-    let tid = regs::trusted_task_tid(task.cast());
-    emit(tid, regs::trusted_task_tgid(task.cast()), state, now());
+    emit(regs::trusted_task_tid(task.cast()), state, now());
 }
 
-/// Sends a finished wait (ended at `end_ns`) to user space, unless it is
-/// shorter than `--min-wait`; every outcome is counted.
+/// Sends thread `tid`'s finished wait (ended at `end_ns`) to user space,
+/// unless it is shorter than `--min-wait`; every outcome is counted.
 #[inline(always)]
-fn emit(tid: u32, pid: u32, wait: WaitState, end_ns: u64) {
+fn emit(tid: u32, wait: WaitState, end_ns: u64) {
     if end_ns.saturating_sub(wait.block_ns) < config::get().min_wait_ns {
         counters::bump(Counter::BelowMinWait);
         return;
@@ -310,7 +309,7 @@ fn emit(tid: u32, pid: u32, wait: WaitState, end_ns: u64) {
             // SAFETY: plain helper call.
             cpu: unsafe { bpf_get_smp_processor_id() },
             ts_ns: end_ns,
-            pid,
+            pid: wait.pid,
             tid,
         },
         wait,

@@ -63,19 +63,6 @@ pub fn read_user<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_user(addr as *const T) }.ok()
 }
 
-/// Reads a word of the current task's user memory without faulting pages in.
-#[inline(always)]
-pub fn read_user_u32(addr: u64) -> Option<u32> {
-    // SAFETY: probe reads tolerate any address.
-    unsafe { bpf_probe_read_user(addr as *const u32) }.ok()
-}
-
-#[inline(always)]
-pub fn read_user_u64(addr: u64) -> Option<u64> {
-    // SAFETY: probe reads tolerate any address.
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
-}
-
 /// A `u32` member of a trusted task pointer (a tp_btf argument or the
 /// current task) by a direct load: the offset comes from frozen `.rodata`,
 /// so the verifier checks it against the kernel's BTF and turns it into a
@@ -115,18 +102,6 @@ pub fn task_group_dead(task: u64) -> bool {
         .filter(|&signal| signal != 0)
         .and_then(|signal| read_kernel_u32(signal + cfg.signal_live_off as u64))
         == Some(0)
-}
-
-/// `task->pid` (the thread id).
-#[inline(always)]
-pub fn task_tid(task: u64) -> Option<u32> {
-    read_kernel_u32(task + config::get().task_pid_off as u64)
-}
-
-/// `task->tgid` (the process id).
-#[inline(always)]
-pub fn task_tgid(task: u64) -> Option<u32> {
-    read_kernel_u32(task + config::get().task_tgid_off as u64)
 }
 
 /// Whether an unblocked signal is pending for the task, as

@@ -49,15 +49,13 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
     if config::get().follow_forks == 0 {
         return;
     }
-    let parent: u64 = ctx.arg(0);
-    let child: u64 = ctx.arg(1);
-    let (Some(parent_tgid), Some(child_tid), Some(child_tgid)) = (
-        regs::task_tgid(parent),
-        regs::task_tid(child),
-        regs::task_tgid(child),
-    ) else {
-        return;
-    };
+    let parent: *const u8 = ctx.arg(0);
+    let child: *const u8 = ctx.arg(1);
+    let parent_tgid = regs::trusted_task_tgid(parent);
+    let (child_tid, child_tgid) = (
+        regs::trusted_task_tid(child),
+        regs::trusted_task_tgid(child),
+    );
     // A new thread shares its parent's tgid and is already covered.
     if child_tid != child_tgid || !filter::followed(parent_tgid) {
         return;
