@@ -21,6 +21,10 @@ pub mod maps {
     /// `SPANLET_PIDS` falls (`tgid % PID_HINT_SLOTS`): lets the blocking
     /// path of untraced processes skip the hash lookup.
     pub const PID_HINTS: &str = "SPANLET_PID_HINTS";
+    /// Array of [`crate::OPEN_WAIT_SLOTS`] counters: how many open waits
+    /// belong to threads with `tid % OPEN_WAIT_SLOTS` here. Zero lets a
+    /// context switch or wake-up skip the task-storage lookup.
+    pub const OPEN_WAITS: &str = "SPANLET_OPEN_WAITS";
     /// Per-CPU flag: non-zero while an hrtimer callback runs, so a wake-up
     /// from it is not blamed on the task it interrupted.
     pub const IN_HRTIMER: &str = "SPANLET_IN_HRTIMER";
@@ -47,6 +51,9 @@ pub const MAX_HELD: u32 = 65_536;
 /// (inlined by the JIT) answers "no" for almost all of them without the
 /// hash lookup.
 pub const PID_HINT_SLOTS: u32 = 1 << 16;
+/// Slots of `SPANLET_OPEN_WAITS` (a power of two): few enough to stay in
+/// cache, enough that threads sharing a slot are rare.
+pub const OPEN_WAIT_SLOTS: u32 = 1 << 12;
 
 /// A `SPANLET_PID_HINTS` slot: 0 means no process in the set falls there;
 /// [`pid_hint`] names the one process that does, with its reason, so the
@@ -109,7 +116,8 @@ pub struct Config {
     /// Wake the RingBuf reader once this many bytes are pending
     /// (see [`RINGBUF_WAKEUP_BYTES`]; less for small rings).
     pub ringbuf_wakeup_bytes: u32,
-    pub _pad: u32,
+    /// `task_struct.comm`, read by direct loads instead of a helper call.
+    pub task_comm_off: u32,
 }
 const _: () = assert!(size_of::<Config>() == 88);
 

@@ -38,6 +38,6 @@ pub fn build(
         trace_all: u32::from(trace_all),
         follow_forks: u32::from(follow_forks),
         ringbuf_wakeup_bytes: agent_ebpf::RINGBUF_WAKEUP_BYTES.min(ringbuf_bytes / 4),
-        _pad: 0,
+        task_comm_off: btf.member_offset("task_struct", "comm")?,
     })
 }

@@ -19,7 +19,7 @@ static SPANLET_CONFIG: Config = Config {
     trace_all: 0,
     follow_forks: 0,
     ringbuf_wakeup_bytes: 0,
-    _pad: 0,
+    task_comm_off: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

@@ -5,16 +5,31 @@ use agent_ebpf::{
     Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WaitState, futex_op, syscalls,
     wait_flags,
 };
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 
 use super::{
     config, counters, filter,
     maps::{EVENTS, WAIT_STATE},
+    open_waits,
     regs::{self, Syscall},
     timer,
 };
+
+/// The time, read at most once per program run: a clock read costs tens of
+/// ns in a VM, and one context switch can both open and close a wait.
+pub struct Now(u64);
+
+impl Now {
+    pub const UNREAD: Self = Self(0);
+
+    #[inline(always)]
+    fn get(&mut self) -> u64 {
+        if self.0 == 0 {
+            self.0 = now();
+        }
+        self.0
+    }
+}
 
 /// What a blocking futex syscall waits on.
 struct WaitTarget {
@@ -115,16 +130,16 @@ fn glibc_mutex_owner(uaddr: u64) -> Option<u32> {
 
 /// `prev` (the current task) is going off CPU in TASK_INTERRUPTIBLE.
 #[inline(always)]
-pub fn on_block(prev: *mut core::ffi::c_void) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
+pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
+    let task = prev.cast::<u8>();
+    let tgid = regs::trusted_task_tgid(task);
     if !filter::traced(tgid) {
         return;
     }
     // An exiting thread's last sleeps (killed out of a wait, mmap_lock in
     // do_exit) still show the futex syscall in its registers, but it will
     // never run again to close the wait.
-    if regs::trusted_task_exiting(prev.cast()) {
+    if regs::trusted_task_exiting(task) {
         return;
     }
     let Some(sc) = regs::syscall_of(prev) else {
@@ -153,7 +168,7 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
         None => 0,
     };
     let state = WaitState {
-        block_ns: now(),
+        block_ns: clock.get(),
         wake_ns: 0,
         uaddr: target.uaddr,
         uaddr2: target.uaddr2,
@@ -167,7 +182,7 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
         waker_tid: 0,
         outcome: Outcome::Unknown as u32,
         flags,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: regs::trusted_task_comm(task),
         waker_comm: [0; 16],
     };
     counters::bump(Counter::WaitsSeen);
@@ -175,10 +190,11 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
         counters::bump(Counter::WaitsFull);
         return;
     };
+    let tid = regs::trusted_task_tid(task);
     if slot.block_ns != 0 {
         // The thread ran since this wait began, but its switch-in was not
         // seen by sched_switch (rare; see README). Close it at its wake-up
-        // rather than lose it.
+        // rather than lose it; the new wait takes its place in the count.
         let mut late = *slot;
         late.flags |= wait_flags::ENDED_AT_WAKE;
         let end = if late.wake_ns != 0 {
@@ -187,7 +203,9 @@ pub fn on_block(prev: *mut core::ffi::c_void) {
             state.block_ns
         };
         counters::bump(Counter::WaitClosedLate);
-        emit(pid_tgid as u32, late, end);
+        emit(tid, &late, end);
+    } else {
+        open_waits::opened(tid);
     }
     *slot = state;
 }
@@ -213,17 +231,22 @@ fn woken_by_futex_call(state: &WaitState, sc: &Syscall) -> bool {
     }
 }
 
+/// Names the current task (`current`) as the waker.
 #[inline(always)]
-fn set_waker(state: &mut WaitState, pid_tgid: u64) {
-    state.waker_pid = (pid_tgid >> 32) as u32;
-    state.waker_tid = pid_tgid as u32;
-    state.waker_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+fn set_waker(state: &mut WaitState, current: *const u8) {
+    state.waker_pid = regs::trusted_task_tgid(current);
+    state.waker_tid = regs::trusted_task_tid(current);
+    state.waker_comm = regs::trusted_task_comm(current);
 }
 
 /// `task` is being woken. sched_waking runs in the waker's context: a
 /// thread's futex wake or exit, a signal sender, or a timer interrupt.
 #[inline(always)]
 pub fn on_waking(task: *mut core::ffi::c_void) {
+    // Most wake-ups on the machine are of threads with no open wait.
+    if !open_waits::maybe(regs::trusted_task_tid(task.cast())) {
+        return;
+    }
     let Some(state) = WAIT_STATE.get(task) else {
         return;
     };
@@ -241,24 +264,24 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
         } as u32;
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the current task is always a valid, trusted task pointer.
-    let current = unsafe { aya_ebpf::helpers::bpf_get_current_task_btf() };
+    let current = unsafe { bpf_get_current_task_btf() };
+    let current_u8 = current.cast::<u8>().cast_const();
     // A futex wake naming the word comes first: a process-wide pending
     // signal must not turn a real wake into an interruption.
     if regs::syscall_of(current.cast()).is_some_and(|sc| woken_by_futex_call(state, &sc)) {
         state.outcome = Outcome::Woken as u32;
         state.flags |= wait_flags::WAKER_ADDR_MATCH;
-        set_waker(state, pid_tgid);
-    } else if regs::trusted_task_exiting(current.cast::<u8>()) {
+        set_waker(state, current_u8);
+    } else if regs::trusted_task_exiting(current_u8) {
         // An exiting thread wakes its clear_child_tid word (pthread_join)
         // and its robust futexes, whether it called exit or was killed.
         state.outcome = Outcome::Woken as u32;
         state.flags |= wait_flags::WAKER_EXITING;
-        set_waker(state, pid_tgid);
+        set_waker(state, current_u8);
     } else if regs::task_signal_pending(task as u64) {
         state.outcome = Outcome::Interrupted as u32;
-        set_waker(state, pid_tgid);
+        set_waker(state, current_u8);
     } else if state.flags & wait_flags::HAS_TIMEOUT != 0 {
         state.outcome = Outcome::TimedOut as u32;
     }
@@ -272,29 +295,37 @@ pub fn on_exit(task: *mut core::ffi::c_void) {
         && state.block_ns != 0
     {
         state.block_ns = 0;
+        open_waits::closed(regs::trusted_task_tid(task.cast()));
         counters::bump(Counter::ExitedInWait);
     }
 }
 
 /// `task` is about to run: if it was in a tracked wait, the wait is over.
 #[inline(always)]
-pub fn on_run(task: *mut core::ffi::c_void) {
-    // Threads that never waited have no storage: the common case ends here.
+pub fn on_run(task: *mut core::ffi::c_void, clock: &mut Now) {
+    // Every context switch on the machine comes here, a traced process's
+    // sched_yield loop included: the threads not in a wait end at an
+    // inlined array load.
+    let tid = regs::trusted_task_tid(task.cast());
+    if !open_waits::maybe(tid) {
+        return;
+    }
     let Some(slot) = WAIT_STATE.get(task) else {
         return;
     };
     if slot.block_ns == 0 {
         return;
     }
-    let state = *slot;
+    emit(tid, slot, clock.get());
     slot.block_ns = 0;
-    emit(regs::trusted_task_tid(task.cast()), state, now());
+    open_waits::closed(tid);
 }
 
 /// Sends thread `tid`'s finished wait (ended at `end_ns`) to user space,
-/// unless it is shorter than `--min-wait`; every outcome is counted.
+/// unless it is shorter than `--min-wait`; every outcome is counted. Short
+/// waits, the common case, are decided before anything is copied.
 #[inline(always)]
-fn emit(tid: u32, wait: WaitState, end_ns: u64) {
+fn emit(tid: u32, wait: &WaitState, end_ns: u64) {
     if end_ns.saturating_sub(wait.block_ns) < config::get().min_wait_ns {
         counters::bump(Counter::BelowMinWait);
         return;
@@ -312,7 +343,7 @@ fn emit(tid: u32, wait: WaitState, end_ns: u64) {
             pid: wait.pid,
             tid,
         },
-        wait,
+        wait: *wait,
     });
     entry.submit(super::maps::submit_flags());
 }

@@ -2,7 +2,7 @@
 use super::task_storage::TaskStorage;
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, HeldKey, HeldLock, LockCall, MAX_HELD, MAX_LOCK_CALLS,
-    MAX_PIDS, PID_HINT_SLOTS, PidEntry, WaitState,
+    MAX_PIDS, OPEN_WAIT_SLOTS, PID_HINT_SLOTS, PidEntry, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
@@ -21,6 +21,9 @@ pub static WAIT_STATE: TaskStorage<WaitState> = TaskStorage::new();
 
 #[map(name = "SPANLET_PID_HINTS")]
 pub static PID_HINTS: Array<u64> = Array::with_max_entries(PID_HINT_SLOTS, 0);
+
+#[map(name = "SPANLET_OPEN_WAITS")]
+pub static OPEN_WAITS: Array<u32> = Array::with_max_entries(OPEN_WAIT_SLOTS, 0);
 
 #[map(name = "SPANLET_IN_HRTIMER")]
 pub static IN_HRTIMER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -6,6 +6,7 @@ mod filter;
 mod futex;
 mod maps;
 mod mutex_uprobe;
+mod open_waits;
 mod regs;
 mod sched;
 mod task_storage;

@@ -88,6 +88,21 @@ pub fn trusted_task_tgid(task: *const u8) -> u32 {
     trusted_task_u32(task, config::get().task_tgid_off)
 }
 
+/// `task->comm` of a trusted task pointer, by two direct loads rather than
+/// a `bpf_get_current_comm` call (which also only reads the current task).
+#[inline(always)]
+pub fn trusted_task_comm(task: *const u8) -> [u8; 16] {
+    let off = config::get().task_comm_off as usize;
+    // SAFETY: as for `trusted_task_u32`: `comm` is a `char[16]` member of
+    // task_struct in this kernel's BTF, read in two in-bounds halves.
+    let half = |at: usize| unsafe { core::ptr::read_volatile(task.add(off + at).cast::<u64>()) };
+    let (lo, hi) = (half(0).to_ne_bytes(), half(8).to_ne_bytes());
+    let mut comm = [0; 16];
+    comm[..8].copy_from_slice(&lo);
+    comm[8..].copy_from_slice(&hi);
+    comm
+}
+
 /// Whether a trusted task is exiting (PF_EXITING).
 #[inline(always)]
 pub fn trusted_task_exiting(task: *const u8) -> bool {

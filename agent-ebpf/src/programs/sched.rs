@@ -21,10 +21,11 @@ fn try_sched_switch(ctx: &BtfTracePointContext) {
     let prev: *mut core::ffi::c_void = ctx.arg(1);
     let next: *mut core::ffi::c_void = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
+    let mut clock = futex::Now::UNREAD;
     if preempt & 0xff == 0 && prev_state as u32 & agent_ebpf::kernel::TASK_INTERRUPTIBLE != 0 {
-        futex::on_block(prev);
+        futex::on_block(prev, &mut clock);
     }
-    futex::on_run(next);
+    futex::on_run(next, &mut clock);
 }
 
 /// tp_btf/sched_waking(struct task_struct *p): runs in the waker's context

@@ -32,6 +32,11 @@ impl<T> TaskStorage<T> {
     }
 
     #[inline(always)]
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "the value is the kernel's per-task memory, not borrowed from the map \
+                  definition; one program run holds at most one reference to it"
+    )]
     fn lookup(&self, task: *mut c_void, flags: u64) -> Option<&mut T> {
         let map = core::ptr::from_ref(self).cast_mut().cast::<c_void>();
         // SAFETY: `task` is a trusted task_struct pointer (a tp_btf argument
