@@ -28,7 +28,7 @@ pub fn task() -> Result<()> {
     apt_packages().context("setup step `Debian packages` failed")?;
     lint_components().context("setup step `rustfmt and clippy` failed")?;
     let nightly = nightly_toolchain().context("setup step `nightly toolchain` failed")?;
-    rust_src().context("setup step `rust-src for nightly` failed")?;
+    nightly_components().context("setup step `rust-src and clippy for nightly` failed")?;
     bpf_linker(&nightly).context("setup step `bpf-linker` failed")?;
     Ok(())
 }
@@ -137,7 +137,9 @@ fn nightly_toolchain() -> Result<String> {
     Ok(verbose)
 }
 
-fn rust_src() -> Result<()> {
+/// The eBPF object builds core from source (rust-src); `cargo xtask test`
+/// lints the kernel programs with the nightly's clippy.
+fn nightly_components() -> Result<()> {
     let installed = stdout_of(Command::new("rustup").args([
         "component",
         "list",
@@ -145,12 +147,18 @@ fn rust_src() -> Result<()> {
         "nightly",
         "--installed",
     ]))?;
-    if has_component(&installed, "rust-src") {
-        eprintln!("ok: rust-src for nightly");
+    let missing: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("ok: rust-src and clippy for nightly");
         return Ok(());
     }
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
-    eprintln!("installed: rust-src for nightly");
+    run(Command::new("rustup")
+        .args(["component", "add", "--toolchain", "nightly"])
+        .args(&missing))?;
+    eprintln!("installed for nightly: {}", missing.join(" and "));
     Ok(())
 }
 

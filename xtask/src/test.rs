@@ -2,12 +2,12 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    process::Stdio,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, display, run, target_dir};
+use crate::util::{cargo, display, run, target_dir, workspace_root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +24,7 @@ pub struct Args {
 pub fn task(args: &Args) -> Result<()> {
     fmt().context("test step `cargo fmt --check` failed")?;
     clippy().context("test step `cargo clippy` failed")?;
+    clippy_ebpf().context("test step `cargo clippy` of the eBPF programs failed")?;
     build().context("test step `cargo build --release` failed")?;
     if args.skip_bench_smoke {
         eprintln!("test: skipping the bench smoke pass (--skip-bench-smoke)");
@@ -54,6 +55,28 @@ fn clippy() -> Result<()> {
             "warnings",
         ])
         .env("AYA_BUILD_SKIP", "1"))
+}
+
+/// The kernel programs, for the BPF target with the nightly toolchain, as
+/// agent/build.rs builds them (in a target directory of their own).
+fn clippy_ebpf() -> Result<()> {
+    let root = workspace_root();
+    run(Command::new("cargo")
+        .current_dir(root.join("agent-ebpf"))
+        .args([
+            "+nightly",
+            "clippy",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--bins",
+            "--lib",
+            "--target-dir",
+        ])
+        .arg(root.join("target/clippy-ebpf"))
+        .args(["--", "-D", "warnings"]))
 }
 
 /// Builds `spanlet` including its eBPF object (agent/build.rs via aya-build).
