@@ -52,5 +52,11 @@ fn main() {
     let py = workloads.join("py_lock.py");
     println!("cargo::rerun-if-changed={}", py.display());
     println!("cargo::rustc-env=SPANLET_WORKLOAD_PY_LOCK={}", py.display());
+    // OTEP 4947 requires the thread-context TLS symbol in .dynsym; Rust
+    // executables export nothing unless asked, as a user of the writer
+    // crate has to ask too.
+    println!(
+        "cargo::rustc-link-arg-bin=rust_thread_ctx=-Wl,--export-dynamic-symbol=otel_thread_ctx_v1"
+    );
     println!("cargo::rerun-if-changed=build.rs");
 }

@@ -28,6 +28,10 @@ pub mod maps {
     /// Per-CPU flag: non-zero while an hrtimer callback runs, so a wake-up
     /// from it is not blamed on the task it interrupted.
     pub const IN_HRTIMER: &str = "SPANLET_IN_HRTIMER";
+    /// tgid -> `i64`: where the process's OTEP 4947 thread-context slot
+    /// (`otel_thread_ctx_v1`) is, relative to a thread's `fsbase`. Set by
+    /// user space, copied to forked children, dropped at exec and exit.
+    pub const THREAD_CTX: &str = "SPANLET_THREAD_CTX";
     /// Per-CPU array of [`crate::Counter`] values.
     pub const COUNTERS: &str = "SPANLET_COUNTERS";
     /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).
@@ -118,8 +122,12 @@ pub struct Config {
     pub ringbuf_wakeup_bytes: u32,
     /// `task_struct.comm`, read by direct loads instead of a helper call.
     pub task_comm_off: u32,
+    /// `task_struct.thread.fsbase`: the thread pointer, saved while the
+    /// thread is in the kernel, from which its TLS is found.
+    pub task_fsbase_off: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 88);
+const _: () = assert!(size_of::<Config>() == 96);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -185,6 +193,9 @@ pub enum EventKind {
     FutexWait = 1,
     /// [`MutexHoldEvent`]: one pthread mutex hold (uprobes, opt-in).
     MutexHold = 2,
+    /// [`ProcessExecEvent`]: a traced process ran a new program, whose
+    /// thread-context slot user space must find again.
+    ProcessExec = 3,
 }
 
 impl EventKind {
@@ -192,6 +203,7 @@ impl EventKind {
         match v {
             1 => Some(Self::FutexWait),
             2 => Some(Self::MutexHold),
+            3 => Some(Self::ProcessExec),
             _ => None,
         }
     }
@@ -288,8 +300,61 @@ pub struct WaitState {
     pub flags: u32,
     pub comm: [u8; 16],
     pub waker_comm: [u8; 16],
+    /// The waiter's span context when it blocked.
+    pub ctx: ThreadCtx,
+    /// The waker's span context when it woke the waiter (the releasing
+    /// thread: the holder, for a lock).
+    pub waker_ctx: ThreadCtx,
 }
-const _: () = assert!(size_of::<WaitState>() == 104);
+const _: () = assert!(size_of::<WaitState>() == 168);
+
+/// A thread's OpenTelemetry span context, read in the kernel from its OTEP
+/// 4947 thread-context record; all zero when it had none (or the record was
+/// not `valid`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCtx {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The record's W3C trace-flags byte.
+    pub trace_flags: u8,
+    /// Where it came from: [`ctx_source`].
+    pub source: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<ThreadCtx>() == 32);
+
+/// Values of [`ThreadCtx::source`].
+pub mod ctx_source {
+    /// No context: the process publishes none, the thread had none attached,
+    /// or it could not be read.
+    pub const NONE: u8 = 0;
+    /// The thread's OTEP 4947 `otel_thread_ctx_v1` record.
+    pub const OTEP_4947: u8 = 1;
+}
+
+/// The fixed head of an OTEP 4947 thread-context record (byte-packed; the
+/// attributes that follow are not read).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCtxRecordHead {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// 1 when the record is complete; anything else means "ignore it".
+    pub valid: u8,
+    pub trace_flags: u8,
+    pub attrs_data_size: u16,
+}
+const _: () = assert!(size_of::<ThreadCtxRecordHead>() == 28);
+
+/// A traced process called execve: its thread-context slot (if any) is gone
+/// with the old program. `header.pid` names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessExecEvent {
+    pub header: EventHeader,
+}
+const _: () = assert!(size_of::<ProcessExecEvent>() == 24);
 
 /// One blocking futex wait: from the thread going off CPU inside a futex wait
 /// syscall to it running again. `header.ts_ns` is the time it ran again.
@@ -299,7 +364,7 @@ pub struct FutexWaitEvent {
     pub header: EventHeader,
     pub wait: WaitState,
 }
-const _: () = assert!(size_of::<FutexWaitEvent>() == 128);
+const _: () = assert!(size_of::<FutexWaitEvent>() == 192);
 
 /// pthread_mutex_lock call in flight (uprobe entry to uretprobe).
 #[repr(C)]

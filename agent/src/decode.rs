@@ -1,12 +1,14 @@
 //! Raw RingBuf records to typed events: length checked first, unaligned
 //! reads (RingBuf records are only 8-byte aligned by convention).
-use agent_ebpf::{EventHeader, EventKind, FutexWaitEvent, MutexHoldEvent};
+use agent_ebpf::{EventHeader, EventKind, FutexWaitEvent, MutexHoldEvent, ProcessExecEvent};
 
 /// An event as the kernel sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawEvent {
     FutexWait(FutexWaitEvent),
     MutexHold(MutexHoldEvent),
+    /// Not a spanlet: a traced process ran a new program.
+    ProcessExec(ProcessExecEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +47,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     match EventKind::from_u32(kind) {
         Some(k @ EventKind::FutexWait) => read(bytes, k).map(RawEvent::FutexWait),
         Some(k @ EventKind::MutexHold) => read(bytes, k).map(RawEvent::MutexHold),
+        Some(k @ EventKind::ProcessExec) => read(bytes, k).map(RawEvent::ProcessExec),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }

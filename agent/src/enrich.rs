@@ -2,13 +2,13 @@
 //! decision of what kind of wait it was and who held the resource.
 use std::collections::HashMap;
 
-use agent_ebpf::{FutexWaitEvent, MutexHoldEvent, Outcome, wait_flags};
+use agent_ebpf::{FutexWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, ctx_source, wait_flags};
 
 use crate::{
     clock::EpochClock,
     decode::{RawEvent, comm_str},
     procfs,
-    spanlet::{Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
+    spanlet::{SpanContext, Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
 };
 
 /// Where enrichment asks about live threads; /proc in production.
@@ -88,10 +88,13 @@ impl<S: ThreadSource> Enricher<S> {
         self.new_threads.push(ThreadInfo { pid, tid, name });
     }
 
-    pub fn enrich(&mut self, event: &RawEvent) -> Spanlet {
+    /// The spanlet an event describes; `None` for events that are not
+    /// spanlets (a process exec).
+    pub fn enrich(&mut self, event: &RawEvent) -> Option<Spanlet> {
         match event {
-            RawEvent::FutexWait(ev) => self.futex_wait(ev),
-            RawEvent::MutexHold(ev) => self.mutex_hold(ev),
+            RawEvent::FutexWait(ev) => Some(self.futex_wait(ev)),
+            RawEvent::MutexHold(ev) => Some(self.mutex_hold(ev)),
+            RawEvent::ProcessExec(_) => None,
         }
     }
 
@@ -173,8 +176,14 @@ impl<S: ThreadSource> Enricher<S> {
             futex_op: w.op,
             futex_val: w.val,
             flags: w.flags,
-            context: None,
-            holder_context: None,
+            context: span_context(&w.ctx),
+            // The waker's context, read as it woke the waiter, is the
+            // holder's when the waker is the holder (it released the lock).
+            holder_context: if holder_tid.is_some() && holder_tid == waker.map(|(_, t)| t) {
+                span_context(&w.waker_ctx)
+            } else {
+                None
+            },
         }
     }
 
@@ -204,6 +213,14 @@ impl<S: ThreadSource> Enricher<S> {
             holder_context: None,
         }
     }
+}
+
+/// A context the kernel read, if it read one.
+fn span_context(ctx: &ThreadCtx) -> Option<SpanContext> {
+    (ctx.source != ctx_source::NONE && ctx.trace_id != [0; 16]).then_some(SpanContext {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+    })
 }
 
 #[cfg(test)]
@@ -246,7 +263,9 @@ mod tests {
     }
 
     fn enrich(ev: FutexWaitEvent) -> Spanlet {
-        Enricher::new(EpochClock::calibrate(), Fake).enrich(&RawEvent::FutexWait(ev))
+        Enricher::new(EpochClock::calibrate(), Fake)
+            .enrich(&RawEvent::FutexWait(ev))
+            .expect("a wait is a spanlet")
     }
 
     const LOCK: u32 = wait_flags::LOCK_SHAPED | wait_flags::OWNER_READ;
@@ -276,22 +295,26 @@ mod tests {
             tid: 40,
             name: "gone".into(),
         });
-        let s = e.enrich(&RawEvent::FutexWait(wait(
-            2,
-            LOCK | MATCH,
-            40,
-            Outcome::Woken,
-            12,
-        )));
+        let s = e
+            .enrich(&RawEvent::FutexWait(wait(
+                2,
+                LOCK | MATCH,
+                40,
+                Outcome::Woken,
+                12,
+            )))
+            .unwrap();
         assert_eq!(s.holder_tid, Some(40));
         e.prune();
-        let s = e.enrich(&RawEvent::FutexWait(wait(
-            2,
-            LOCK | MATCH,
-            40,
-            Outcome::Woken,
-            12,
-        )));
+        let s = e
+            .enrich(&RawEvent::FutexWait(wait(
+                2,
+                LOCK | MATCH,
+                40,
+                Outcome::Woken,
+                12,
+            )))
+            .unwrap();
         assert_eq!(
             s.holder_tid,
             Some(12),
@@ -322,6 +345,45 @@ mod tests {
             (SpanletKind::FutexWait, None, None)
         );
         assert_eq!(s.outcome, WaitOutcome::TimedOut);
+    }
+
+    fn ctx(byte: u8) -> ThreadCtx {
+        ThreadCtx {
+            trace_id: [byte; 16],
+            span_id: [byte; 8],
+            trace_flags: 1,
+            source: ctx_source::OTEP_4947,
+            _pad: [0; 6],
+        }
+    }
+
+    #[test]
+    fn contexts_of_the_waiter_and_of_a_releasing_holder() {
+        let mut ev = wait(2, LOCK | MATCH, 11, Outcome::Woken, 11);
+        ev.wait.ctx = ctx(0xa1);
+        ev.wait.waker_ctx = ctx(0xb2);
+        let s = enrich(ev);
+        let want = |b| SpanContext {
+            trace_id: [b; 16],
+            span_id: [b; 8],
+        };
+        assert_eq!(s.context, Some(want(0xa1)));
+        assert_eq!(s.holder_context, Some(want(0xb2)));
+
+        // The waker is not the holder (owner field names another thread):
+        // its context is not the holder's.
+        ev.wait.waker_tid = 12;
+        assert_eq!(enrich(ev).holder_context, None);
+        // A context the kernel did not read is none, whatever the bytes.
+        ev.wait.ctx.source = ctx_source::NONE;
+        assert_eq!(enrich(ev).context, None);
+    }
+
+    #[test]
+    fn no_spanlet_for_a_process_exec() {
+        let mut e = Enricher::new(EpochClock::calibrate(), Fake);
+        let exec = RawEvent::ProcessExec(agent_ebpf::ProcessExecEvent::default());
+        assert_eq!(e.enrich(&exec), None);
     }
 
     #[test]

@@ -39,5 +39,7 @@ pub fn build(
         follow_forks: u32::from(follow_forks),
         ringbuf_wakeup_bytes: agent_ebpf::RINGBUF_WAKEUP_BYTES.min(ringbuf_bytes / 4),
         task_comm_off: btf.member_offset("task_struct", "comm")?,
+        task_fsbase_off: btf.member_offset("task_struct", "thread.fsbase")?,
+        _pad: 0,
     })
 }

@@ -22,3 +22,4 @@ pub mod report;
 pub mod ring_reader;
 pub mod spanlet;
 pub mod task_storage;
+pub mod thread_ctx;

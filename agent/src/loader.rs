@@ -17,6 +17,7 @@ use crate::{
     kernel_config,
     probes::{self, AttachError, AttachPlan},
     spanlet::CaptureStats,
+    thread_ctx::TlsSlot,
 };
 
 /// How to load the programs.
@@ -72,6 +73,8 @@ pub struct Tracer {
     /// Task-local storage of open waits, read by thread pidfd.
     wait_state: MapData,
     pid_hints: Array<MapData, u64>,
+    /// tgid -> OTEP 4947 thread-context slot offset from fsbase.
+    thread_ctx: HashMap<MapData, u32, i64>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -125,6 +128,8 @@ impl Tracer {
             aya::maps::Map::Unsupported(data) => data,
             _ => return Err(LoadError::MissingMap(maps::WAIT_STATE)),
         };
+        let thread_ctx = HashMap::try_from(take(&mut ebpf, maps::THREAD_CTX)?)
+            .map_err(map_err(maps::THREAD_CTX))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
             .map_err(map_err(maps::COUNTERS))?;
         let events =
@@ -140,11 +145,15 @@ impl Tracer {
             pids: pid_map,
             wait_state,
             pid_hints,
+            thread_ctx,
             counters,
             events: Some(events),
         };
         for &(pid, reason) in pids {
             tracer.insert_pid(pid, reason)?;
+            if reason != agent_ebpf::PID_REASON_SPAWNER {
+                tracer.track_thread_ctx(pid);
+            }
         }
         if let Some(ebpf) = tracer.ebpf.as_mut() {
             probes::attach_all(ebpf, &plan)?;
@@ -189,9 +198,45 @@ impl Tracer {
             .collect()
     }
 
+    /// Finds where `pid` publishes OTEP 4947 thread context (its executable's
+    /// `otel_thread_ctx_v1`) and tells the kernel side, which then reads
+    /// each waiter's and waker's context as the wait happens. Called for
+    /// every traced process at start and again after it calls exec. A
+    /// process that publishes none, or is gone, simply has no context.
+    pub fn track_thread_ctx(&mut self, pid: u32) -> Option<TlsSlot> {
+        let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+        let slot = match crate::thread_ctx::find_in_file(&exe) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::debug!(pid, %err, "looking for thread context");
+                return None;
+            }
+        };
+        if !slot.exported {
+            tracing::info!(
+                pid,
+                "{} is not in .dynsym as OTEP 4947 asks; found in .symtab",
+                crate::thread_ctx::SYMBOL
+            );
+        }
+        match self.thread_ctx.insert(pid, slot.tp_offset, 0) {
+            Ok(()) => {
+                tracing::debug!(pid, tp_offset = slot.tp_offset, "thread context found");
+                Some(slot)
+            }
+            Err(err) => {
+                tracing::warn!(pid, %err, "cannot record the thread-context slot");
+                None
+            }
+        }
+    }
+
     /// Adds a process to the PID set.
     pub fn add_pid(&mut self, pid: u32) -> Result<(), LoadError> {
-        self.insert_pid(pid, PID_REASON_USER)
+        self.insert_pid(pid, PID_REASON_USER)?;
+        self.track_thread_ctx(pid);
+        Ok(())
     }
 
     fn insert_pid(&mut self, pid: u32, reason: u32) -> Result<(), LoadError> {

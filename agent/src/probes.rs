@@ -60,6 +60,12 @@ pub const PROBES: &[Probe] = &[
         follow_forks: false,
     },
     Probe {
+        program: "sched_process_exec",
+        hook: Hook::TpBtf("sched_process_exec"),
+        mutex_uprobe: false,
+        follow_forks: false,
+    },
+    Probe {
         program: "sched_process_fork",
         hook: Hook::TpBtf("sched_process_fork"),
         mutex_uprobe: false,

@@ -142,7 +142,9 @@ impl Sink {
     }
 
     fn handle(&mut self, event: &RawEvent) -> Result<(), CaptureError> {
-        let spanlet = self.enricher.enrich(event);
+        let Some(spanlet) = self.enricher.enrich(event) else {
+            return Ok(());
+        };
         self.add_process(spanlet.pid)?;
         for thread in self.enricher.take_new_threads() {
             self.writer.write_thread(&thread)?;
@@ -332,6 +334,9 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
     let reason = loop {
         tokio::select! {
             event = rx.recv() => match event {
+                Some(RawEvent::ProcessExec(exec)) => {
+                    tracer.track_thread_ctx(exec.header.pid);
+                }
                 Some(event) => sink.handle(&event)?,
                 None => break "the event reader stopped".to_owned(),
             },

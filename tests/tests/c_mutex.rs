@@ -153,6 +153,18 @@ fn pthread_mutex_waits_name_holder_and_waker() {
     let spanlets = rec.export();
     assert_only_pid(&spanlets, truth.pid);
     check_mutex_waits(&truth, &spanlets, true);
+    // This program publishes no OpenTelemetry thread context: its spanlets
+    // carry null contexts, not garbage.
+    for s in &spanlets {
+        assert!(
+            s.trace_id.as_ref().is_none_or(|v| v.is_null())
+                && s.span_id.as_ref().is_none_or(|v| v.is_null())
+                && s.holder_trace_id.as_ref().is_none_or(|v| v.is_null())
+                && s.holder_span_id.as_ref().is_none_or(|v| v.is_null()),
+            "a process without thread context: {}",
+            s.brief()
+        );
+    }
 
     // The report agrees with the export and ranks the holder first.
     let report = rec.report_json();

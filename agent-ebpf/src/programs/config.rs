@@ -20,6 +20,8 @@ static SPANLET_CONFIG: Config = Config {
     follow_forks: 0,
     ringbuf_wakeup_bytes: 0,
     task_comm_off: 0,
+    task_fsbase_off: 0,
+    _pad: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

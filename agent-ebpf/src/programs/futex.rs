@@ -2,8 +2,8 @@
 //! thread goes off CPU inside a futex wait syscall, who wakes it, and when
 //! it runs again. Calls that do not block cost nothing.
 use agent_ebpf::{
-    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, WaitState, futex_op, syscalls,
-    wait_flags,
+    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, ThreadCtx, WaitState, futex_op,
+    syscalls, wait_flags,
 };
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 
@@ -12,7 +12,7 @@ use super::{
     maps::{EVENTS, WAIT_STATE},
     open_waits,
     regs::{self, Syscall},
-    timer,
+    thread_ctx, timer,
 };
 
 /// The time, read at most once per program run: a clock read costs tens of
@@ -167,8 +167,31 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         }
         None => 0,
     };
-    let state = WaitState {
-        block_ns: clock.get(),
+    let block_ns = clock.get();
+    counters::bump(Counter::WaitsSeen);
+    let Some(slot) = WAIT_STATE.get_or_create(prev) else {
+        counters::bump(Counter::WaitsFull);
+        return;
+    };
+    let tid = regs::trusted_task_tid(task);
+    if slot.block_ns != 0 {
+        // The thread ran since this wait began, but its switch-in was not
+        // seen by sched_switch (rare; see README). Close it at its wake-up
+        // rather than lose it; the new wait takes its place in the count.
+        let end = if slot.wake_ns != 0 {
+            slot.wake_ns
+        } else {
+            block_ns
+        };
+        counters::bump(Counter::WaitClosedLate);
+        emit(tid, slot, end, wait_flags::ENDED_AT_WAKE);
+    } else {
+        open_waits::opened(tid);
+    }
+    // Written in place: the record is too big to build on the 512-byte
+    // eBPF stack next to everything else.
+    *slot = WaitState {
+        block_ns,
         wake_ns: 0,
         uaddr: target.uaddr,
         uaddr2: target.uaddr2,
@@ -184,30 +207,9 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         flags,
         comm: regs::trusted_task_comm(task),
         waker_comm: [0; 16],
+        ctx: thread_ctx::of_current(task, tgid),
+        waker_ctx: ThreadCtx::default(),
     };
-    counters::bump(Counter::WaitsSeen);
-    let Some(slot) = WAIT_STATE.get_or_create(prev) else {
-        counters::bump(Counter::WaitsFull);
-        return;
-    };
-    let tid = regs::trusted_task_tid(task);
-    if slot.block_ns != 0 {
-        // The thread ran since this wait began, but its switch-in was not
-        // seen by sched_switch (rare; see README). Close it at its wake-up
-        // rather than lose it; the new wait takes its place in the count.
-        let mut late = *slot;
-        late.flags |= wait_flags::ENDED_AT_WAKE;
-        let end = if late.wake_ns != 0 {
-            late.wake_ns
-        } else {
-            state.block_ns
-        };
-        counters::bump(Counter::WaitClosedLate);
-        emit(tid, &late, end);
-    } else {
-        open_waits::opened(tid);
-    }
-    *slot = state;
 }
 
 /// Whether the current task's syscall is a futex wake of the waiter's word.
@@ -237,6 +239,7 @@ fn set_waker(state: &mut WaitState, current: *const u8) {
     state.waker_pid = regs::trusted_task_tgid(current);
     state.waker_tid = regs::trusted_task_tid(current);
     state.waker_comm = regs::trusted_task_comm(current);
+    state.waker_ctx = thread_ctx::of_current(current, state.waker_pid);
 }
 
 /// `task` is being woken. sched_waking runs in the waker's context: a
@@ -316,16 +319,17 @@ pub fn on_run(task: *mut core::ffi::c_void, clock: &mut Now) {
     if slot.block_ns == 0 {
         return;
     }
-    emit(tid, slot, clock.get());
+    emit(tid, slot, clock.get(), 0);
     slot.block_ns = 0;
     open_waits::closed(tid);
 }
 
-/// Sends thread `tid`'s finished wait (ended at `end_ns`) to user space,
-/// unless it is shorter than `--min-wait`; every outcome is counted. Short
-/// waits, the common case, are decided before anything is copied.
+/// Sends thread `tid`'s finished wait (ended at `end_ns`, with `flags` added)
+/// to user space, unless it is shorter than `--min-wait`; every outcome is
+/// counted. Short waits, the common case, are decided before anything is
+/// copied.
 #[inline(always)]
-fn emit(tid: u32, wait: &WaitState, end_ns: u64) {
+fn emit(tid: u32, wait: &WaitState, end_ns: u64, flags: u32) {
     if end_ns.saturating_sub(wait.block_ns) < config::get().min_wait_ns {
         counters::bump(Counter::BelowMinWait);
         return;
@@ -334,16 +338,21 @@ fn emit(tid: u32, wait: &WaitState, end_ns: u64) {
         counters::bump(Counter::RingbufFull);
         return;
     };
-    entry.write(FutexWaitEvent {
-        header: EventHeader {
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at the reserved, exclusively owned record;
+    // fields are stored one by one, straight from the wait state, so no
+    // copy of the whole event is built on the stack.
+    unsafe {
+        (*event).header = EventHeader {
             kind: EventKind::FutexWait as u32,
             // SAFETY: plain helper call.
-            cpu: unsafe { bpf_get_smp_processor_id() },
+            cpu: bpf_get_smp_processor_id(),
             ts_ns: end_ns,
             pid: wait.pid,
             tid,
-        },
-        wait: *wait,
-    });
+        };
+        (*event).wait = *wait;
+        (*event).wait.flags |= flags;
+    }
     entry.submit(super::maps::submit_flags());
 }

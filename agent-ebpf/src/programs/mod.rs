@@ -10,4 +10,5 @@ mod open_waits;
 mod regs;
 mod sched;
 mod task_storage;
+mod thread_ctx;
 mod timer;

@@ -76,6 +76,20 @@ fn trusted_task_u32(task: *const u8, off: u32) -> u32 {
     unsafe { core::ptr::read_volatile(task.add(off as usize).cast::<u32>()) }
 }
 
+/// A `u64` member of a trusted task pointer, as [`trusted_task_u32`].
+#[inline(always)]
+fn trusted_task_u64(task: *const u8, off: u32) -> u64 {
+    // SAFETY: as for `trusted_task_u32`, for a u64 member.
+    unsafe { core::ptr::read_volatile(task.add(off as usize).cast::<u64>()) }
+}
+
+/// `task->thread.fsbase`: the thread pointer of a trusted task's user
+/// space, where its TLS is.
+#[inline(always)]
+pub fn trusted_task_fsbase(task: *const u8) -> u64 {
+    trusted_task_u64(task, config::get().task_fsbase_off)
+}
+
 /// `task->pid` (the thread id) of a trusted task pointer.
 #[inline(always)]
 pub fn trusted_task_tid(task: *const u8) -> u32 {

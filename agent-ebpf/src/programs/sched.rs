@@ -1,8 +1,17 @@
 //! Scheduler hook points: the only programs on the hot path of every
 //! context switch, so each returns as early as it can.
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use agent_ebpf::{EventHeader, EventKind, ProcessExecEvent};
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 
-use super::{config, counters, filter, futex, regs};
+use super::{
+    config, counters, filter, futex,
+    maps::{EVENTS, THREAD_CTX},
+    regs,
+};
 
 /// tp_btf/sched_switch(bool preempt, struct task_struct *prev,
 /// struct task_struct *next, unsigned int prev_state): runs on the CPU
@@ -63,7 +72,49 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
     }
     if !filter::add_forked(child_tgid) {
         counters::bump(agent_ebpf::Counter::PidsFull);
+        return;
     }
+    // Same program until it calls exec, so the same thread-context slot.
+    // SAFETY: a pointer into a map value, valid for this program run.
+    if let Some(tp_offset) = THREAD_CTX.get_ptr(parent_tgid).map(|v| unsafe { *v }) {
+        let _ = THREAD_CTX.insert(child_tgid, tp_offset, 0);
+    }
+}
+
+/// tp_btf/sched_process_exec(struct task_struct *p, pid_t old_pid, struct
+/// linux_binprm *bprm): a traced process now runs another program. Its old
+/// thread-context slot means nothing any more; user space is told to look
+/// for one in the new program.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+    try_sched_process_exec(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sched_process_exec(ctx: &BtfTracePointContext) {
+    let task: *const u8 = ctx.arg(0);
+    let tgid = regs::trusted_task_tgid(task);
+    if !filter::traced(tgid) {
+        return;
+    }
+    let _ = THREAD_CTX.remove(tgid);
+    let Some(mut entry) = EVENTS.reserve::<ProcessExecEvent>(0) else {
+        counters::bump(agent_ebpf::Counter::RingbufFull);
+        return;
+    };
+    entry.write(ProcessExecEvent {
+        header: EventHeader {
+            kind: EventKind::ProcessExec as u32,
+            // SAFETY: plain helper calls.
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            pid: tgid,
+            tid: regs::trusted_task_tid(task),
+        },
+    });
+    // Rare and wanted promptly: wake the reader now.
+    entry.submit(0);
 }
 
 /// tp_btf/sched_process_exit(struct task_struct *p, ...): in do_exit, after
@@ -78,6 +129,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     let tgid = regs::trusted_task_tgid(task.cast());
     if filter::followed(tgid) && regs::task_group_dead(task as u64) {
         filter::remove(tgid);
+        let _ = THREAD_CTX.remove(tgid);
     }
     0
 }

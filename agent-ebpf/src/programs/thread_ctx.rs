@@ -1,0 +1,40 @@
+//! The OpenTelemetry span context of the current thread, read from its
+//! OTEP 4947 thread-context record at the moment of a wait or a wake-up.
+//! The OTEP requires readers to read a thread's record only while that
+//! thread is stopped or interrupted: a sleeping waiter's own sched_switch
+//! and a waker inside its futex syscall both are.
+use agent_ebpf::{ThreadCtx, ThreadCtxRecordHead, ctx_source};
+
+use super::{maps::THREAD_CTX, regs};
+
+/// The context of `task`, which must be the current task (its user memory
+/// is the one the probe reads see), in process `tgid`; zeros when it has
+/// none.
+#[inline(always)]
+pub fn of_current(task: *const u8, tgid: u32) -> ThreadCtx {
+    let mut ctx = ThreadCtx::default();
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let Some(tp_offset) = THREAD_CTX.get_ptr(tgid).map(|v| unsafe { *v }) else {
+        return ctx;
+    };
+    let fsbase = regs::trusted_task_fsbase(task);
+    if fsbase == 0 {
+        return ctx;
+    }
+    let Some(record) = regs::read_user::<u64>(fsbase.wrapping_add(tp_offset as u64)) else {
+        return ctx;
+    };
+    if record == 0 {
+        return ctx;
+    }
+    let Some(head) = regs::read_user::<ThreadCtxRecordHead>(record) else {
+        return ctx;
+    };
+    if head.valid == 1 {
+        ctx.trace_id = head.trace_id;
+        ctx.span_id = head.span_id;
+        ctx.trace_flags = head.trace_flags;
+        ctx.source = ctx_source::OTEP_4947;
+    }
+    ctx
+}
