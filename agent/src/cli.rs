@@ -28,6 +28,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Export a capture's spanlets (one JSON object per line).
     Export(ExportArgs),
+    /// Send a capture's spanlets to an OpenTelemetry collector over OTLP:
+    /// one log event per spanlet, and a span linked to the holder's span for
+    /// each wait that happened inside a span. The standard
+    /// OTEL_EXPORTER_OTLP_* variables apply; the flags below override them.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +104,63 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+/// Where and how to send OTLP (each flag overrides its OTEL_* variable).
+#[derive(Debug, Args)]
+pub struct OtlpArgs {
+    /// Collector URL, e.g. http://localhost:4317 for gRPC; for
+    /// http/protobuf, /v1/logs and /v1/traces are appended
+    /// [OTEL_EXPORTER_OTLP_ENDPOINT; default per protocol, on localhost].
+    #[arg(long = "otlp-endpoint", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// grpc or http/protobuf [OTEL_EXPORTER_OTLP_PROTOCOL; default
+    /// http/protobuf].
+    #[arg(long = "otlp-protocol", value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<crate::otlp::Protocol>,
+    /// Extra header (repeatable), e.g. api-key=SECRET
+    /// [OTEL_EXPORTER_OTLP_HEADERS].
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Per-request timeout [OTEL_EXPORTER_OTLP_TIMEOUT; default 10s].
+    #[arg(long = "otlp-timeout", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// gzip or none [OTEL_EXPORTER_OTLP_COMPRESSION; default none].
+    #[arg(long = "otlp-compression", value_name = "COMPRESSION")]
+    pub compression: Option<String>,
+}
+
+impl OtlpArgs {
+    pub fn overrides(&self) -> crate::otlp::Overrides {
+        crate::otlp::Overrides {
+            endpoint: self.endpoint.clone(),
+            protocol: self.protocol,
+            headers: self.headers.clone(),
+            timeout: self.timeout,
+            compression: self.compression.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture file written by `spanlet record`.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+    /// Spanlets per OTLP request.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.trim().to_owned(), v.to_owned()))
 }
 
 /// Durations with units: 10us, 1.5ms, 2s, 1m.

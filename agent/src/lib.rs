@@ -15,6 +15,7 @@ pub mod export;
 pub mod kernel_config;
 pub mod loader;
 pub mod logging;
+pub mod otlp;
 pub mod probes;
 pub mod procfs;
 pub mod record;

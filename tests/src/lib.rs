@@ -19,6 +19,8 @@
 //! [`record_pids`] return `None` after printing "skipping: <reason>", unless
 //! `$CI` is set, where they panic with the reason: CI must run them.
 
+pub mod collector;
+
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};

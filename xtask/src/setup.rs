@@ -12,7 +12,16 @@ use anyhow::{Context, Result, bail};
 use crate::util::{probe, run, stdout_of};
 
 /// Debian packages the tests and benchmarks need.
-const APT_PACKAGES: &[&str] = &["gcc", "python3", "bpftrace", "sysbench", "bpftool"];
+const APT_PACKAGES: &[&str] = &[
+    "gcc",
+    "python3",
+    "python3-venv",
+    "bpftrace",
+    "sysbench",
+    "bpftool",
+];
+/// The independent OpenTelemetry collector the export tests send to.
+const ROTEL: &str = "rotel==0.0.1a15";
 /// bpf-linker release known to work with aya-build 0.2; built against the
 /// nightly toolchain's own LLVM (the `llvm-<major>` feature is derived).
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -30,6 +39,47 @@ pub fn task() -> Result<()> {
     let nightly = nightly_toolchain().context("setup step `nightly toolchain` failed")?;
     nightly_components().context("setup step `rust-src and clippy for nightly` failed")?;
     bpf_linker(&nightly).context("setup step `bpf-linker` failed")?;
+    rotel().context("setup step `rotel (OTLP collector)` failed")?;
+    Ok(())
+}
+
+/// The virtualenv `cargo xtask setup` installs rotel into.
+pub fn rotel_venv() -> PathBuf {
+    crate::util::target_dir().join("venv-rotel")
+}
+
+/// The `rotel-agent` binary the rotel wheel carries, if installed.
+pub fn rotel_agent() -> Option<PathBuf> {
+    let lib = rotel_venv().join("lib");
+    fs::read_dir(lib)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().join("site-packages/rotel/rotel-agent"))
+        .find(|path| path.is_file())
+}
+
+/// rotel from PyPI, pinned, in a virtualenv of the system Python.
+fn rotel() -> Result<()> {
+    let venv = rotel_venv();
+    let stamp = venv.join(".spanlet-installed");
+    if rotel_agent().is_some() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == ROTEL) {
+        eprintln!("ok: {ROTEL} in {}", venv.display());
+        return Ok(());
+    }
+    run(Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        ROTEL,
+    ]))?;
+    if rotel_agent().is_none() {
+        bail!("{ROTEL} installed but its rotel-agent binary is not where expected");
+    }
+    fs::write(&stamp, ROTEL).with_context(|| format!("writing {}", stamp.display()))?;
+    eprintln!("installed: {ROTEL} in {}", venv.display());
     Ok(())
 }
 

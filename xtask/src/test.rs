@@ -104,6 +104,10 @@ fn test(extra: &[String]) -> Result<()> {
         .args(extra)
         .env("SPANLET_BIN", &bin)
         .stdout(Stdio::piped());
+    // The OTLP export tests send to rotel, installed by `cargo xtask setup`.
+    if let Some(rotel) = crate::setup::rotel_agent() {
+        cmd.env("SPANLET_ROTEL", rotel);
+    }
     eprintln!("$ {}", display(&cmd));
     let mut child = cmd.spawn().context("could not start `cargo test`")?;
     let stdout = child.stdout.take().context("cargo test stdout")?;

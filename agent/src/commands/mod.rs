@@ -2,6 +2,7 @@
 //! library and an exit code.
 mod export;
 mod record;
+mod replay;
 mod report;
 
 use std::process::ExitCode;
@@ -13,5 +14,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::run(args),
         Command::Report(args) => report::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Replay(args) => replay::run(&args),
     }
 }

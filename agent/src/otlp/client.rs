@@ -1,0 +1,288 @@
+//! Sends OTLP requests over gRPC (tonic) or HTTP/protobuf (hyper), with the
+//! settings' headers, timeout and compression.
+use std::{error::Error as _, io::Write as _, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::logs_service_client::LogsServiceClient,
+    trace::v1::trace_service_client::TraceServiceClient,
+};
+use prost::Message as _;
+use tonic::{
+    codec::CompressionEncoding,
+    metadata::{MetadataKey, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+
+use super::{
+    mapping::Requests,
+    settings::{Protocol, Settings},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("invalid OTLP endpoint {endpoint}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("invalid OTLP header {0:?}")]
+    Header(String),
+    #[error("cannot reach the OTLP collector at {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("the OTLP collector at {endpoint} did not answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("the OTLP collector at {endpoint} refused the data: {reason}")]
+    Rejected {
+        endpoint: String,
+        reason: String,
+        /// Worth sending again later (the specification's retryable codes).
+        retryable: bool,
+    },
+}
+
+impl SendError {
+    /// Whether sending again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::Timeout { .. } => true,
+            Self::Rejected { retryable, .. } => *retryable,
+            Self::Endpoint { .. } | Self::Header(_) => false,
+        }
+    }
+}
+
+struct GrpcClients {
+    logs: LogsServiceClient<Channel>,
+    traces: TraceServiceClient<Channel>,
+}
+
+enum Transport {
+    /// Boxed: the generated clients are large, the HTTP client is not.
+    Grpc(Box<GrpcClients>),
+    Http(Client<HttpConnector, Full<Bytes>>),
+}
+
+/// A connection to one collector (made lazily, re-made as needed).
+pub struct Sender {
+    settings: Settings,
+    transport: Transport,
+}
+
+impl Sender {
+    pub fn new(settings: Settings) -> Result<Self, SendError> {
+        for (k, _) in &settings.headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(SendError::Header(k.clone()));
+            }
+        }
+        let transport = match settings.protocol {
+            Protocol::Grpc => {
+                let channel = |url: &str| -> Result<Channel, SendError> {
+                    Ok(Endpoint::from_shared(url.to_owned())
+                        .map_err(|e| SendError::Endpoint {
+                            endpoint: url.to_owned(),
+                            reason: e.to_string(),
+                        })?
+                        .connect_timeout(settings.timeout)
+                        .timeout(settings.timeout)
+                        .connect_lazy())
+                };
+                let mut logs = LogsServiceClient::new(channel(&settings.logs_endpoint)?);
+                let mut traces = TraceServiceClient::new(channel(&settings.traces_endpoint)?);
+                if settings.gzip {
+                    logs = logs.send_compressed(CompressionEncoding::Gzip);
+                    traces = traces.send_compressed(CompressionEncoding::Gzip);
+                }
+                Transport::Grpc(Box::new(GrpcClients { logs, traces }))
+            }
+            Protocol::HttpProtobuf => {
+                for url in [&settings.logs_endpoint, &settings.traces_endpoint] {
+                    url.parse::<http::Uri>().map_err(|e| SendError::Endpoint {
+                        endpoint: url.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(settings.timeout));
+                Transport::Http(Client::builder(TokioExecutor::new()).build(connector))
+            }
+        };
+        Ok(Self {
+            settings,
+            transport,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Sends the logs, then the spans (each only if there are any).
+    pub async fn send(&mut self, requests: &Requests) -> Result<(), SendError> {
+        if !requests.logs.resource_logs.is_empty() {
+            self.send_one(Signal::Logs, requests).await?;
+        }
+        if !requests.traces.resource_spans.is_empty() {
+            self.send_one(Signal::Traces, requests).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_one(&mut self, signal: Signal, requests: &Requests) -> Result<(), SendError> {
+        let endpoint = match signal {
+            Signal::Logs => self.settings.logs_endpoint.clone(),
+            Signal::Traces => self.settings.traces_endpoint.clone(),
+        };
+        let timeout = self.settings.timeout;
+        match &mut self.transport {
+            Transport::Grpc(clients) => {
+                let GrpcClients { logs, traces } = clients.as_mut();
+                let outcome = match signal {
+                    Signal::Logs => {
+                        let req = grpc_request(requests.logs.clone(), &self.settings.headers)?;
+                        tokio::time::timeout(timeout, logs.export(req))
+                            .await
+                            .map(|r| r.map(drop))
+                    }
+                    Signal::Traces => {
+                        let req = grpc_request(requests.traces.clone(), &self.settings.headers)?;
+                        tokio::time::timeout(timeout, traces.export(req))
+                            .await
+                            .map(|r| r.map(drop))
+                    }
+                };
+                match outcome {
+                    Err(_) => Err(SendError::Timeout { endpoint, timeout }),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(status)) => Err(grpc_error(endpoint, &status)),
+                }
+            }
+            Transport::Http(client) => {
+                let body = match signal {
+                    Signal::Logs => requests.logs.encode_to_vec(),
+                    Signal::Traces => requests.traces.encode_to_vec(),
+                };
+                let body = if self.settings.gzip {
+                    gzip(&body)
+                } else {
+                    body
+                };
+                let mut req = http::Request::post(&endpoint)
+                    .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+                if self.settings.gzip {
+                    req = req.header(http::header::CONTENT_ENCODING, "gzip");
+                }
+                for (k, v) in &self.settings.headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                let req = req
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|e| SendError::Header(e.to_string()))?;
+                let response = match tokio::time::timeout(timeout, client.request(req)).await {
+                    Err(_) => return Err(SendError::Timeout { endpoint, timeout }),
+                    Ok(Err(e)) => {
+                        return Err(SendError::Unreachable {
+                            endpoint,
+                            reason: error_chain(&e),
+                        });
+                    }
+                    Ok(Ok(r)) => r,
+                };
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let text = match tokio::time::timeout(timeout, response.into_body().collect()).await
+                {
+                    Ok(Ok(body)) => String::from_utf8_lossy(&body.to_bytes())
+                        .chars()
+                        .take(200)
+                        .collect(),
+                    _ => String::new(),
+                };
+                Err(SendError::Rejected {
+                    endpoint,
+                    reason: format!("HTTP {status} {text}").trim().to_owned(),
+                    retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+                })
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Signal {
+    Logs,
+    Traces,
+}
+
+fn grpc_request<T>(
+    message: T,
+    headers: &[(String, String)],
+) -> Result<tonic::Request<T>, SendError> {
+    let mut req = tonic::Request::new(message);
+    for (k, v) in headers {
+        let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .map_err(|_| SendError::Header(k.clone()))?;
+        let value =
+            MetadataValue::try_from(v.as_str()).map_err(|_| SendError::Header(k.clone()))?;
+        req.metadata_mut().insert(key, value);
+    }
+    Ok(req)
+}
+
+fn grpc_error(endpoint: String, status: &tonic::Status) -> SendError {
+    use tonic::Code;
+    let reason = format!("{:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable if status.message().contains("connect") || status.source().is_some() => {
+            SendError::Unreachable {
+                endpoint,
+                reason: causes(status.message().to_owned(), status.source()),
+            }
+        }
+        code => SendError::Rejected {
+            endpoint,
+            reason,
+            retryable: matches!(
+                code,
+                Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::Unavailable
+                    | Code::DataLoss
+                    | Code::ResourceExhausted
+            ),
+        },
+    }
+}
+
+/// An error and its causes on one line (connection errors nest deeply).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    causes(e.to_string(), e.source())
+}
+
+/// `first`, then each cause whose text is not already there.
+fn causes(first: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts = vec![first];
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cause = c.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(": ")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}

@@ -1,0 +1,291 @@
+//! Where and how to send OTLP, from the standard `OTEL_EXPORTER_OTLP_*`
+//! variables (the OpenTelemetry SDK configuration specification), with
+//! spanlet's flags taking precedence.
+use std::{collections::HashMap, time::Duration};
+
+/// OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// OTLP/gRPC (default port 4317).
+    Grpc,
+    /// OTLP/HTTP with binary protobuf bodies (default port 4318).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(s: &str) -> Result<Self, SettingsError> {
+        match s.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            other => Err(SettingsError::Protocol(other.to_owned())),
+        }
+    }
+}
+
+/// Everything a sender needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub protocol: Protocol,
+    /// Full URLs: for HTTP the signal paths (`/v1/logs`, `/v1/traces`) are
+    /// already appended where the specification says so.
+    pub logs_endpoint: String,
+    pub traces_endpoint: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub gzip: bool,
+}
+
+/// Flags that override the variables.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub compression: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("unknown OTLP protocol {0:?} (use grpc or http/protobuf)")]
+    Protocol(String),
+    #[error("unknown OTLP compression {0:?} (use gzip or none)")]
+    Compression(String),
+    #[error("OTLP timeout {0:?} is not a number of milliseconds")]
+    Timeout(String),
+    #[error("OTLP endpoint {0:?} must start with http:// or https://")]
+    Endpoint(String),
+    #[error(
+        "OTLP endpoint {0:?}: TLS is not supported yet; use a plain http:// endpoint (a local collector or a sidecar)"
+    )]
+    Tls(String),
+    #[error("OTLP header {0:?} is not key=value")]
+    Header(String),
+}
+
+impl Settings {
+    /// From the process environment and `flags`.
+    pub fn from_env(flags: &Overrides) -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("OTEL_"))
+            .collect();
+        Self::resolve(&env, flags)
+    }
+
+    /// From `env` (the `OTEL_*` variables) and `flags`.
+    pub fn resolve(
+        env: &HashMap<String, String>,
+        flags: &Overrides,
+    ) -> Result<Self, SettingsError> {
+        let var = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // A signal's own variable wins over the general one; spanlet sends
+        // logs and traces with one protocol, the general one's.
+        let protocol = match (flags.protocol, var("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+            (Some(p), _) => p,
+            (None, Some(p)) => Protocol::parse(p)?,
+            (None, None) => Protocol::HttpProtobuf,
+        };
+        let signal_endpoint = |signal: &str, path: &str| -> Result<String, SettingsError> {
+            if flags.endpoint.is_none()
+                && let Some(url) = var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+            {
+                return check_url(url);
+            }
+            let base = match (
+                flags.endpoint.as_deref(),
+                var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ) {
+                (Some(e), _) | (None, Some(e)) => check_url(e)?,
+                (None, None) => match protocol {
+                    Protocol::Grpc => "http://localhost:4317".to_owned(),
+                    Protocol::HttpProtobuf => "http://localhost:4318".to_owned(),
+                },
+            };
+            Ok(match protocol {
+                Protocol::Grpc => base,
+                Protocol::HttpProtobuf => format!("{}/{path}", base.trim_end_matches('/')),
+            })
+        };
+        let logs_endpoint = signal_endpoint("LOGS", "v1/logs")?;
+        let traces_endpoint = signal_endpoint("TRACES", "v1/traces")?;
+
+        let mut headers = match var("OTEL_EXPORTER_OTLP_HEADERS") {
+            Some(list) => parse_headers(list)?,
+            None => Vec::new(),
+        };
+        for (k, v) in &flags.headers {
+            headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
+            headers.push((k.clone(), v.clone()));
+        }
+        let timeout = match (flags.timeout, var("OTEL_EXPORTER_OTLP_TIMEOUT")) {
+            (Some(t), _) => t,
+            (None, Some(ms)) => Duration::from_millis(
+                ms.parse()
+                    .map_err(|_| SettingsError::Timeout(ms.to_owned()))?,
+            ),
+            (None, None) => Duration::from_secs(10),
+        };
+        let gzip = match flags
+            .compression
+            .as_deref()
+            .or(var("OTEL_EXPORTER_OTLP_COMPRESSION"))
+        {
+            None | Some("none") => false,
+            Some("gzip") => true,
+            Some(other) => return Err(SettingsError::Compression(other.to_owned())),
+        };
+        Ok(Self {
+            protocol,
+            logs_endpoint,
+            traces_endpoint,
+            headers,
+            timeout,
+            gzip,
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<String, SettingsError> {
+    if url.starts_with("https://") {
+        return Err(SettingsError::Tls(url.to_owned()));
+    }
+    if !url.starts_with("http://") {
+        return Err(SettingsError::Endpoint(url.to_owned()));
+    }
+    Ok(url.to_owned())
+}
+
+/// `key1=value1,key2=value2`, values percent-decoded (W3C baggage style, as
+/// the specification says for `OTEL_EXPORTER_OTLP_HEADERS` and
+/// `OTEL_RESOURCE_ATTRIBUTES`).
+pub fn parse_headers(list: &str) -> Result<Vec<(String, String)>, SettingsError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| SettingsError::Header(item.to_owned()))?;
+            let k = k.trim();
+            if k.is_empty() {
+                return Err(SettingsError::Header(item.to_owned()));
+            }
+            Ok((k.to_owned(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_specification_s() {
+        let s = Settings::resolve(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.protocol, Protocol::HttpProtobuf);
+        assert_eq!(s.logs_endpoint, "http://localhost:4318/v1/logs");
+        assert_eq!(s.traces_endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert!(!s.gzip);
+        let grpc = Overrides {
+            protocol: Some(Protocol::Grpc),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&env(&[]), &grpc).unwrap();
+        assert_eq!(s.logs_endpoint, "http://localhost:4317");
+    }
+
+    #[test]
+    fn variables_then_flags() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b,x=1"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]);
+        let s = Settings::resolve(&e, &Overrides::default()).unwrap();
+        assert_eq!(s.logs_endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(s.traces_endpoint, "http://traces:9999/custom");
+        assert_eq!(
+            s.headers,
+            vec![("api-key".into(), "a b".into()), ("x".into(), "1".into())]
+        );
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert!(s.gzip);
+
+        let flags = Overrides {
+            endpoint: Some("http://flag:4317".into()),
+            protocol: Some(Protocol::Grpc),
+            headers: vec![("x".into(), "2".into())],
+            timeout: Some(Duration::from_secs(1)),
+            compression: Some("none".into()),
+        };
+        let s = Settings::resolve(&e, &flags).unwrap();
+        assert_eq!(s.logs_endpoint, "http://flag:4317");
+        assert_eq!(s.traces_endpoint, "http://flag:4317");
+        assert_eq!(
+            s.headers,
+            vec![("api-key".into(), "a b".into()), ("x".into(), "2".into())]
+        );
+        assert!(!s.gzip);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |k: &str, v: &str| Settings::resolve(&env(&[(k, v)]), &Overrides::default());
+        assert_eq!(
+            bad("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            Err(SettingsError::Protocol("http/json".into()))
+        );
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            Err(SettingsError::Endpoint(_))
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+            Err(SettingsError::Tls(_))
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+            Err(SettingsError::Timeout(_))
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+            Err(SettingsError::Header(_))
+        ));
+    }
+}

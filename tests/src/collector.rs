@@ -1,0 +1,261 @@
+//! rotel, an independent OpenTelemetry collector (PyPI `rotel`, pinned and
+//! installed by `cargo xtask setup`), run with its debug exporter so a test
+//! can check what a collector actually received, and parsed back into the
+//! log records and spans it printed.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running rotel printing every log record and span it receives.
+pub struct Rotel {
+    child: Child,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The rotel-agent binary: `$SPANLET_ROTEL` (set by `cargo xtask test`),
+/// else where `cargo xtask setup` installs it in this workspace.
+fn rotel_agent() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SPANLET_ROTEL") {
+        return Some(PathBuf::from(p));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = root.join("target/venv-rotel/lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages/rotel/rotel-agent"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+impl Rotel {
+    /// Starts rotel on two free local ports and waits until both accept
+    /// connections. `None`: rotel is not installed and `$CI` is not set.
+    pub fn start() -> Option<Self> {
+        let Some(agent) = rotel_agent() else {
+            let reason = "rotel is not installed (run `cargo xtask setup`)";
+            if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+                panic!("OTLP test cannot run, and CI is set: {reason}");
+            }
+            println!("skipping: {reason}");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = dir.path().join("rotel.log");
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let out = std::fs::File::create(&log).expect("rotel log file");
+        let child = Command::new(&agent)
+            .args(["start", "--exporter", "blackhole"])
+            .args(["--debug-log", "traces", "--debug-log", "logs"])
+            .args(["--debug-log-verbosity", "detailed"])
+            .arg("--otlp-grpc-endpoint")
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg("--otlp-http-endpoint")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file handle"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent.display()));
+        let mut rotel = Self {
+            child,
+            grpc_port,
+            http_port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while [grpc_port, http_port]
+            .iter()
+            .any(|p| TcpStream::connect(("127.0.0.1", *p)).is_err())
+        {
+            if let Ok(Some(status)) = rotel.child.try_wait() {
+                panic!("rotel exited ({status}):\n{}", rotel.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rotel did not listen within 20 s:\n{}",
+                rotel.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(rotel)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Everything rotel printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What rotel received, once it has printed at least `logs` log records
+    /// and `spans` spans (rotel prints as it receives; give it time).
+    pub fn received(&self, logs: usize, spans: usize) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = Received::parse(&self.output());
+            if got.logs.len() >= logs && got.spans.len() >= spans {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rotel received {} log records and {} spans, expected {logs} and {spans}:\n{}",
+                got.logs.len(),
+                got.spans.len(),
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops rotel (as the tests do to see what a dead collector does).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One log record or span as rotel printed it.
+#[derive(Clone, Debug, Default)]
+pub struct Item {
+    pub trace_id: String,
+    pub span_id: String,
+    /// Spans only.
+    pub parent_id: String,
+    /// `EventName` of a log record, `Name` of a span.
+    pub name: String,
+    /// Attribute values as printed, e.g. `Int(42)`, `Str(abc)`.
+    pub attributes: BTreeMap<String, String>,
+    /// (trace id, span id) of each span link.
+    pub links: Vec<(String, String)>,
+}
+
+impl Item {
+    /// An `Int(..)` attribute.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        let v = self.attributes.get(key)?;
+        v.strip_prefix("Int(")?.strip_suffix(')')?.parse().ok()
+    }
+
+    /// A `Str(..)` attribute.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        let v = self.attributes.get(key)?;
+        v.strip_prefix("Str(")?.strip_suffix(')')
+    }
+}
+
+/// All log records and spans in rotel's debug output.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub logs: Vec<Item>,
+    pub spans: Vec<Item>,
+    /// Resource attributes, one map per resource printed.
+    pub resources: Vec<BTreeMap<String, String>>,
+}
+
+impl Received {
+    pub fn parse(text: &str) -> Self {
+        enum In {
+            Nothing,
+            Resource,
+            Log,
+            Span,
+            Link,
+        }
+        let mut out = Self::default();
+        let mut state = In::Nothing;
+        for raw in text.lines() {
+            let line = raw.trim();
+            if line.starts_with("ResourceLog #") || line.starts_with("ResourceSpans #") {
+                out.resources.push(BTreeMap::new());
+                state = In::Resource;
+            } else if line.starts_with("LogRecord #") {
+                out.logs.push(Item::default());
+                state = In::Log;
+            } else if line.starts_with("Span #") {
+                out.spans.push(Item::default());
+                state = In::Span;
+            } else if line.starts_with("SpanLink #") {
+                if let Some(span) = out.spans.last_mut() {
+                    span.links.push(Default::default());
+                }
+                state = In::Link;
+            } else if line.starts_with("Scope") || line.starts_with("InstrumentationScope") {
+                state = In::Nothing;
+            } else if let Some(attr) = line.strip_prefix("-> ") {
+                let Some((k, v)) = attr.split_once(": ") else {
+                    continue;
+                };
+                let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+                match state {
+                    In::Resource => {
+                        if let Some(r) = out.resources.last_mut() {
+                            r.insert(k, v);
+                        }
+                    }
+                    In::Log => {
+                        if let Some(l) = out.logs.last_mut() {
+                            l.attributes.insert(k, v);
+                        }
+                    }
+                    In::Span => {
+                        if let Some(s) = out.spans.last_mut() {
+                            s.attributes.insert(k, v);
+                        }
+                    }
+                    In::Link => {
+                        if let Some(link) = out.spans.last_mut().and_then(|s| s.links.last_mut()) {
+                            match k.as_str() {
+                                "Trace ID" => link.0 = v,
+                                "ID" => link.1 = v,
+                                _ => {}
+                            }
+                        }
+                    }
+                    In::Nothing => {}
+                }
+            } else if let Some((k, v)) = line.split_once(':') {
+                let item = match state {
+                    In::Log => out.logs.last_mut(),
+                    In::Span => out.spans.last_mut(),
+                    _ => None,
+                };
+                let Some(item) = item else { continue };
+                let v = v.trim().to_owned();
+                match k.trim() {
+                    "Trace ID" => item.trace_id = v,
+                    "Span ID" | "ID" => item.span_id = v,
+                    "Parent ID" => item.parent_id = v,
+                    "EventName" | "Name" => item.name = v,
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}

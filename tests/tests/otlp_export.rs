@@ -1,0 +1,205 @@
+//! `spanlet replay` to a real, independent collector (rotel), over gRPC and
+//! over HTTP/protobuf: what the collector received must show each waiter's
+//! wait as a `spanlet.wait` event in the waiter's own trace, and as a
+//! `lock wait` span in that trace, child of the waiter's span, linked to the
+//! holder's span in another trace. A dead collector is a clear error.
+//!
+//! Needs root and eBPF for the recording (see the harness), and rotel
+//! (`cargo xtask setup` installs it).
+
+use std::ffi::OsStr;
+
+use serde::Deserialize;
+use spanlet_tests::{
+    assert_success, collector::Received, collector::Rotel, kernel_test_lock, record_command,
+    spanlet,
+};
+
+#[derive(Debug, Deserialize)]
+struct Thread {
+    tid: u32,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Truth {
+    pid: u32,
+    holder: Thread,
+    waiters: Vec<Thread>,
+}
+
+/// What a collector must have received for the thread-context workload.
+fn check(got: &Received, truth: &Truth, how: &str) {
+    let (b_trace, b_span) = (
+        truth.holder.trace_id.as_deref().unwrap(),
+        truth.holder.span_id.as_deref().unwrap(),
+    );
+    assert!(
+        got.resources.iter().any(
+            |r| r.get("process.pid") == Some(&format!("Int({})", truth.pid))
+                && r.get("service.name")
+                    .is_some_and(|s| s.contains("rust_thread_ctx"))
+        ),
+        "{how}: no resource for the traced process: {:?}",
+        got.resources
+    );
+    for waiter in &truth.waiters {
+        let events: Vec<_> = got
+            .logs
+            .iter()
+            .filter(|l| {
+                l.name == "spanlet.wait"
+                    && l.int("thread.id") == Some(i64::from(waiter.tid))
+                    && l.int("spanlet.wait.duration_ns").unwrap_or(0) > 100_000_000
+            })
+            .collect();
+        let [event] = events.as_slice() else {
+            panic!(
+                "{how}: expected one long spanlet.wait event of thread {}: {got:#?}",
+                waiter.tid
+            );
+        };
+        assert_eq!(
+            event.int("spanlet.holder.tid"),
+            Some(i64::from(truth.holder.tid)),
+            "{how}: {event:?}"
+        );
+        assert_eq!(
+            event.str("spanlet.holder.trace_id"),
+            Some(b_trace),
+            "{how}: {event:?}"
+        );
+        assert_eq!(
+            event.str("spanlet.holder.span_id"),
+            Some(b_span),
+            "{how}: {event:?}"
+        );
+        let spans: Vec<_> = got
+            .spans
+            .iter()
+            .filter(|s| s.int("thread.id") == Some(i64::from(waiter.tid)))
+            .collect();
+        match (&waiter.trace_id, &waiter.span_id) {
+            (Some(a_trace), Some(a_span)) => {
+                assert_eq!(
+                    (&event.trace_id, &event.span_id),
+                    (a_trace, a_span),
+                    "{how}: {event:?}"
+                );
+                let [span] = spans.as_slice() else {
+                    panic!(
+                        "{how}: expected one span for thread {}: {:#?}",
+                        waiter.tid, got.spans
+                    );
+                };
+                assert_eq!(span.name, "lock wait", "{how}");
+                assert_eq!(&span.trace_id, a_trace, "{how}: the waiter's trace");
+                assert_eq!(&span.parent_id, a_span, "{how}: child of the waiter's span");
+                assert!(
+                    !span.span_id.is_empty() && span.span_id != *a_span,
+                    "{how}: {span:?}"
+                );
+                assert_eq!(
+                    span.links,
+                    vec![(b_trace.to_owned(), b_span.to_owned())],
+                    "{how}: linked to the holder's span"
+                );
+            }
+            _ => {
+                assert!(
+                    event.trace_id.is_empty() && event.span_id.is_empty(),
+                    "{how}: a waiter without context has empty ids: {event:?}"
+                );
+                assert!(
+                    spans.is_empty(),
+                    "{how}: no span without a parent: {spans:?}"
+                );
+            }
+        }
+    }
+}
+
+fn replay(capture: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec![OsStr::new("replay"), capture.as_os_str()];
+    full.extend(args.iter().map(OsStr::new));
+    spanlet(full, None)
+}
+
+#[test]
+fn replay_reaches_a_real_collector_over_grpc_and_http() {
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_command(
+        &["--min-wait", "1ms"],
+        env!("CARGO_BIN_EXE_rust_thread_ctx"),
+        &["3", "300"],
+    ) else {
+        return;
+    };
+    let truth: Truth = rec.truth();
+    let waits = rec.export().len();
+    let with_ctx = truth
+        .waiters
+        .iter()
+        .filter(|w| w.trace_id.is_some())
+        .count();
+
+    for (protocol, extra) in [("grpc", None), ("http/protobuf", Some("gzip"))] {
+        let Some(rotel) = Rotel::start() else { return };
+        let url = match protocol {
+            "grpc" => rotel.grpc_url(),
+            _ => rotel.http_url(),
+        };
+        let mut args = vec!["--otlp-protocol", protocol, "--otlp-endpoint", &url];
+        if let Some(c) = extra {
+            args.extend(["--otlp-compression", c]);
+        }
+        let out = replay(&rec.capture, &args);
+        assert_success(&format!("spanlet replay over {protocol}"), &out);
+        let got = rotel.received(waits, with_ctx);
+        check(&got, &truth, protocol);
+    }
+}
+
+#[test]
+fn replay_to_a_dead_collector_fails_clearly() {
+    let Some(mut rotel) = Rotel::start() else {
+        return;
+    };
+    let url = rotel.grpc_url();
+    rotel.stop();
+    // A tiny capture is enough: any spanlet must be delivered or reported.
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_command(
+        &["--min-wait", "1ms"],
+        env!("CARGO_BIN_EXE_rust_thread_ctx"),
+        &["1", "50"],
+    ) else {
+        return;
+    };
+    let out = replay(
+        &rec.capture,
+        &[
+            "--otlp-protocol",
+            "grpc",
+            "--otlp-endpoint",
+            &url,
+            "--otlp-timeout",
+            "1s",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "replay to a dead collector succeeded: {stderr}"
+    );
+    assert!(
+        stderr.contains("cannot reach the OTLP collector") && stderr.contains(&url),
+        "the error names the collector: {stderr}"
+    );
+    assert!(
+        stderr.contains("0 of"),
+        "and says nothing was delivered: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
