@@ -32,6 +32,9 @@ pub mod maps {
     /// (`otel_thread_ctx_v1`) is, relative to a thread's `fsbase`. Set by
     /// user space, copied to forked children, dropped at exec and exit.
     pub const THREAD_CTX: &str = "SPANLET_THREAD_CTX";
+    /// One `u32`: non-zero once any process has a `SPANLET_THREAD_CTX` slot,
+    /// so that tracing programs that publish no context costs no lookups.
+    pub const THREAD_CTX_ANY: &str = "SPANLET_THREAD_CTX_ANY";
     /// Per-CPU array of [`crate::Counter`] values.
     pub const COUNTERS: &str = "SPANLET_COUNTERS";
     /// tid -> [`crate::LockCall`]: pthread_mutex_lock calls in flight (uprobes).

@@ -75,6 +75,8 @@ pub struct Tracer {
     pid_hints: Array<MapData, u64>,
     /// tgid -> OTEP 4947 thread-context slot offset from fsbase.
     thread_ctx: HashMap<MapData, u32, i64>,
+    /// Set to 1 with the first slot (see the ABI).
+    thread_ctx_any: Array<MapData, u32>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -130,6 +132,8 @@ impl Tracer {
         };
         let thread_ctx = HashMap::try_from(take(&mut ebpf, maps::THREAD_CTX)?)
             .map_err(map_err(maps::THREAD_CTX))?;
+        let thread_ctx_any = Array::try_from(take(&mut ebpf, maps::THREAD_CTX_ANY)?)
+            .map_err(map_err(maps::THREAD_CTX_ANY))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
             .map_err(map_err(maps::COUNTERS))?;
         let events =
@@ -146,6 +150,7 @@ impl Tracer {
             wait_state,
             pid_hints,
             thread_ctx,
+            thread_ctx_any,
             counters,
             events: Some(events),
         };
@@ -220,7 +225,11 @@ impl Tracer {
                 crate::thread_ctx::SYMBOL
             );
         }
-        match self.thread_ctx.insert(pid, slot.tp_offset, 0) {
+        let inserted = self
+            .thread_ctx
+            .insert(pid, slot.tp_offset, 0)
+            .and_then(|()| self.thread_ctx_any.set(0, 1, 0));
+        match inserted {
             Ok(()) => {
                 tracing::debug!(pid, tp_offset = slot.tp_offset, "thread context found");
                 Some(slot)

@@ -26,6 +26,9 @@ pub static PID_HINTS: Array<u64> = Array::with_max_entries(PID_HINT_SLOTS, 0);
 #[map(name = "SPANLET_THREAD_CTX")]
 pub static THREAD_CTX: HashMap<u32, i64> = HashMap::with_max_entries(MAX_PIDS, 0);
 
+#[map(name = "SPANLET_THREAD_CTX_ANY")]
+pub static THREAD_CTX_ANY: Array<u32> = Array::with_max_entries(1, 0);
+
 #[map(name = "SPANLET_OPEN_WAITS")]
 pub static OPEN_WAITS: Array<u32> = Array::with_max_entries(OPEN_WAIT_SLOTS, 0);
 

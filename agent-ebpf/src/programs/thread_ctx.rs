@@ -5,7 +5,10 @@
 //! and a waker inside its futex syscall both are.
 use agent_ebpf::{ThreadCtx, ThreadCtxRecordHead, ctx_source};
 
-use super::{maps::THREAD_CTX, regs};
+use super::{
+    maps::{THREAD_CTX, THREAD_CTX_ANY},
+    regs,
+};
 
 /// The context of `task`, which must be the current task (its user memory
 /// is the one the probe reads see), in process `tgid`; zeros when it has
@@ -13,6 +16,11 @@ use super::{maps::THREAD_CTX, regs};
 #[inline(always)]
 pub fn of_current(task: *const u8, tgid: u32) -> ThreadCtx {
     let mut ctx = ThreadCtx::default();
+    // Most traced programs publish no context: an inlined array load spares
+    // them the hash lookup, twice per wait.
+    if THREAD_CTX_ANY.get(0).is_none_or(|any| *any == 0) {
+        return ctx;
+    }
     // SAFETY: a pointer into a map value, valid for this program run.
     let Some(tp_offset) = THREAD_CTX.get_ptr(tgid).map(|v| unsafe { *v }) else {
         return ctx;
