@@ -372,6 +372,16 @@ fn read_workload(
             }
         }
     };
+    if let (true, Some((_, s0)), Some((_, s1))) = (prog_stats, &start, &end)
+        && s0.progs.keys().any(|id| !s1.progs.contains_key(id))
+    {
+        // The workload's last line can come after it exited (sysbench), and
+        // a tracer that stops with its workload may have unloaded some
+        // programs by then: their counters are gone with them.
+        bail!(
+            "the tracer unloaded programs before the end sample; their statistics are incomplete"
+        );
+    }
     let tracer = match (start, end) {
         (Some(start), Some(end)) => Some(tracer_record(&start, &end, &names_by_id)),
         _ if tracer.is_some() => bail!("the workload's timed phase was not seen"),
