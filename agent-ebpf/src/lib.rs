@@ -32,6 +32,10 @@ pub mod maps {
     /// (`otel_thread_ctx_v1`) is, relative to a thread's `fsbase`. Set by
     /// user space, copied to forked children, dropped at exec and exit.
     pub const THREAD_CTX: &str = "SPANLET_THREAD_CTX";
+    /// [`crate::FileKey`] -> `i64`: thread-context slot offsets of programs
+    /// the agent has looked at, so a traced process that execs one gets its
+    /// slot in the kernel at once, before its first instruction.
+    pub const THREAD_CTX_BY_FILE: &str = "SPANLET_THREAD_CTX_BY_FILE";
     /// One `u32`: non-zero once any process has a `SPANLET_THREAD_CTX` slot,
     /// so that tracing programs that publish no context costs no lookups.
     pub const THREAD_CTX_ANY: &str = "SPANLET_THREAD_CTX_ANY";
@@ -128,9 +132,15 @@ pub struct Config {
     /// `task_struct.thread.fsbase`: the thread pointer, saved while the
     /// thread is in the kernel, from which its TLS is found.
     pub task_fsbase_off: u32,
-    pub _pad: u32,
+    /// The executed file's identity at exec: `linux_binprm.file`,
+    /// `file.f_inode`, `inode.i_ino`, `inode.i_sb`, `super_block.s_dev`.
+    pub binprm_file_off: u32,
+    pub file_inode_off: u32,
+    pub inode_ino_off: u32,
+    pub inode_sb_off: u32,
+    pub sb_dev_off: u32,
 }
-const _: () = assert!(size_of::<Config>() == 96);
+const _: () = assert!(size_of::<Config>() == 112);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -350,6 +360,17 @@ pub struct ThreadCtxRecordHead {
 }
 const _: () = assert!(size_of::<ThreadCtxRecordHead>() == 28);
 
+/// A file as the kernel identifies it: inode number and device
+/// (`super_block.s_dev`, the kernel's `MKDEV(major, minor)` encoding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<FileKey>() == 16);
+
 /// A traced process called execve: its thread-context slot (if any) is gone
 /// with the old program. `header.pid` names it.
 #[repr(C)]
@@ -448,6 +469,7 @@ mod user {
     // arrays only, with explicit padding: any bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PidEntry {}
+    unsafe impl aya::Pod for super::FileKey {}
     unsafe impl aya::Pod for super::WaitState {}
     unsafe impl aya::Pod for super::HeldKey {}
     unsafe impl aya::Pod for super::HeldLock {}

@@ -23,6 +23,10 @@ pub enum Command {
     /// command after `--` and trace it and the processes it forks, until the
     /// duration ends, Ctrl-C, or the traced processes exit.
     Record(RecordArgs),
+    /// Trace processes and export their spanlets live over OTLP, without a
+    /// capture file, until the duration ends, SIGINT/SIGTERM, or the traced
+    /// processes exit. The standard OTEL_EXPORTER_OTLP_* variables apply.
+    Run(RunArgs),
     /// Summarise a capture: the most contended resources, their holders,
     /// wakers and waiters.
     Report(ReportArgs),
@@ -67,9 +71,44 @@ pub struct RecordArgs {
     /// Size of the kernel event ring (power of two, e.g. 8MiB).
     #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
     pub ringbuf_size: u32,
+    /// Also export the spanlets live over OTLP (see the --otlp-* flags and
+    /// the OTEL_EXPORTER_OTLP_* variables).
+    #[arg(long, env = "SPANLET_OTLP")]
+    pub otlp: bool,
+    #[command(flatten)]
+    pub otlp_args: OtlpArgs,
     /// The command to launch and trace.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Trace this process (all its threads); repeat or comma-separate.
+    #[arg(
+        short,
+        long = "pid",
+        value_name = "PID",
+        env = "SPANLET_PIDS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub pids: Vec<u32>,
+    /// Stop after this long; default: until SIGINT/SIGTERM or the processes
+    /// exit.
+    #[arg(short, long, value_parser = parse_duration, env = "SPANLET_DURATION")]
+    pub duration: Option<Duration>,
+    /// Waits shorter than this are not exported (counted only).
+    #[arg(long, default_value = "10us", value_parser = parse_duration, env = "SPANLET_MIN_WAIT")]
+    pub min_wait: Duration,
+    /// Also trace processes that traced processes fork.
+    #[arg(long, env = "SPANLET_FOLLOW_FORKS")]
+    pub follow_forks: bool,
+    /// Size of the kernel event ring (power of two, e.g. 8MiB).
+    #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
+    pub ringbuf_size: u32,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -40,6 +40,10 @@ pub fn build(
         ringbuf_wakeup_bytes: agent_ebpf::RINGBUF_WAKEUP_BYTES.min(ringbuf_bytes / 4),
         task_comm_off: btf.member_offset("task_struct", "comm")?,
         task_fsbase_off: btf.member_offset("task_struct", "thread.fsbase")?,
-        _pad: 0,
+        binprm_file_off: btf.member_offset("linux_binprm", "file")?,
+        file_inode_off: btf.member_offset("file", "f_inode")?,
+        inode_ino_off: btf.member_offset("inode", "i_ino")?,
+        inode_sb_off: btf.member_offset("inode", "i_sb")?,
+        sb_dev_off: btf.member_offset("super_block", "s_dev")?,
     })
 }

@@ -1,9 +1,9 @@
 //! Loads the embedded programs with this kernel's offsets, attaches them and
 //! hands out the maps the agent uses.
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use agent_ebpf::{
-    COUNTER_SLOTS, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps,
+    COUNTER_SLOTS, FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -75,6 +75,8 @@ pub struct Tracer {
     pid_hints: Array<MapData, u64>,
     /// tgid -> OTEP 4947 thread-context slot offset from fsbase.
     thread_ctx: HashMap<MapData, u32, i64>,
+    /// Executable (inode, device) -> slot offset, applied at exec.
+    thread_ctx_by_file: HashMap<MapData, FileKey, i64>,
     /// Set to 1 with the first slot (see the ABI).
     thread_ctx_any: Array<MapData, u32>,
     counters: PerCpuArray<MapData, u64>,
@@ -132,6 +134,8 @@ impl Tracer {
         };
         let thread_ctx = HashMap::try_from(take(&mut ebpf, maps::THREAD_CTX)?)
             .map_err(map_err(maps::THREAD_CTX))?;
+        let thread_ctx_by_file = HashMap::try_from(take(&mut ebpf, maps::THREAD_CTX_BY_FILE)?)
+            .map_err(map_err(maps::THREAD_CTX_BY_FILE))?;
         let thread_ctx_any = Array::try_from(take(&mut ebpf, maps::THREAD_CTX_ANY)?)
             .map_err(map_err(maps::THREAD_CTX_ANY))?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)
@@ -150,6 +154,7 @@ impl Tracer {
             wait_state,
             pid_hints,
             thread_ctx,
+            thread_ctx_by_file,
             thread_ctx_any,
             counters,
             events: Some(events),
@@ -209,33 +214,54 @@ impl Tracer {
     /// every traced process at start and again after it calls exec. A
     /// process that publishes none, or is gone, simply has no context.
     pub fn track_thread_ctx(&mut self, pid: u32) -> Option<TlsSlot> {
-        let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-        let slot = match crate::thread_ctx::find_in_file(&exe) {
-            Ok(Some(slot)) => slot,
-            Ok(None) => return None,
-            Err(err) => {
-                tracing::debug!(pid, %err, "looking for thread context");
-                return None;
-            }
-        };
-        if !slot.exported {
-            tracing::info!(
-                pid,
-                "{} is not in .dynsym as OTEP 4947 asks; found in .symtab",
-                crate::thread_ctx::SYMBOL
-            );
-        }
-        let inserted = self
-            .thread_ctx
-            .insert(pid, slot.tp_offset, 0)
-            .and_then(|()| self.thread_ctx_any.set(0, 1, 0));
-        match inserted {
+        let slot = self.know_program(Path::new(&format!("/proc/{pid}/exe")))?;
+        match self.thread_ctx.insert(pid, slot.tp_offset, 0) {
             Ok(()) => {
                 tracing::debug!(pid, tp_offset = slot.tp_offset, "thread context found");
                 Some(slot)
             }
             Err(err) => {
                 tracing::warn!(pid, %err, "cannot record the thread-context slot");
+                None
+            }
+        }
+    }
+
+    /// Looks for the thread-context slot in the program at `path` and, if
+    /// it has one, tells the kernel side, so that any traced process that
+    /// execs this file gets its slot at exec, before its first instruction
+    /// (a launched command is looked at before it is started).
+    pub fn know_program(&mut self, path: &Path) -> Option<TlsSlot> {
+        let slot = match crate::thread_ctx::find_in_file(path) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::debug!(path = %path.display(), %err, "looking for thread context");
+                return None;
+            }
+        };
+        if !slot.exported {
+            tracing::info!(
+                path = %path.display(),
+                "{} is not in .dynsym as OTEP 4947 asks; found in .symtab",
+                crate::thread_ctx::SYMBOL
+            );
+        }
+        let key = std::fs::metadata(path).map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            crate::thread_ctx::file_key(m.dev(), m.ino())
+        });
+        let known = match key {
+            Ok(key) => self.thread_ctx_by_file.insert(key, slot.tp_offset, 0),
+            Err(err) => {
+                tracing::debug!(path = %path.display(), %err, "stat");
+                Ok(())
+            }
+        };
+        match known.and_then(|()| self.thread_ctx_any.set(0, 1, 0)) {
+            Ok(()) => Some(slot),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), %err, "cannot record a thread-context slot");
                 None
             }
         }

@@ -24,9 +24,13 @@ use crate::{
     decode::RawEvent,
     enrich::{Enricher, Procfs},
     loader::{LoadError, LoadOptions, Tracer},
+    otlp::{
+        ResourceSettings, SendError, Sender, Settings,
+        live::{Item, LiveExporter, Summary as ExportSummary},
+    },
     procfs,
     ring_reader::{self, ReaderCounters},
-    spanlet::{CaptureEnd, CaptureMeta, CaptureStats},
+    spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ThreadInfo},
 };
 
 /// Queue between the RingBuf drain and the capture writer, in events.
@@ -41,7 +45,10 @@ pub struct RecordOptions {
     pub command: Vec<String>,
     pub duration: Option<Duration>,
     pub min_wait: Duration,
-    pub output: PathBuf,
+    /// Capture file; `None` (`spanlet run`) writes none.
+    pub output: Option<PathBuf>,
+    /// Export live over OTLP too.
+    pub otlp: Option<LiveOtlp>,
     pub mutex_uprobes: bool,
     pub follow_forks: bool,
     pub ringbuf_bytes: u32,
@@ -67,12 +74,24 @@ pub enum RecordError {
         command: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Otlp(#[from] SendError),
     #[error("{what}")]
     Io {
         what: &'static str,
         source: std::io::Error,
     },
 }
+
+/// Where live OTLP export goes.
+#[derive(Clone, Debug)]
+pub struct LiveOtlp {
+    pub settings: Settings,
+    pub resource: ResourceSettings,
+}
+
+/// How long the end of a run may spend sending what is still queued.
+const EXPORT_FLUSH: Duration = Duration::from_secs(5);
 
 /// What a finished recording reports.
 #[derive(Debug)]
@@ -82,6 +101,8 @@ pub struct RecordSummary {
     pub elapsed: Duration,
     /// Exit status of the launched command, if it ended while recording.
     pub command_status: Option<ExitStatus>,
+    /// Live export figures, when exporting.
+    pub export: Option<ExportSummary>,
 }
 
 /// A launched command, traced from its first instruction: the agent's own
@@ -93,6 +114,11 @@ struct Launched {
 
 fn launch(tracer: &mut Tracer, command: &[String]) -> Result<Launched, RecordError> {
     let own = std::process::id();
+    // The program's thread-context slot, known before it starts, is set in
+    // the kernel as it execs: its very first waits carry context.
+    if let Some(program) = program_path(&command[0]) {
+        tracer.know_program(&program);
+    }
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
     let spawned = cmd.spawn();
@@ -108,6 +134,22 @@ fn launch(tracer: &mut Tracer, command: &[String]) -> Result<Launched, RecordErr
     Ok(Launched { child, pid })
 }
 
+/// The file `execvp` would run for `name`: a path as given, else the first
+/// executable match on `$PATH`.
+fn program_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let is_exec = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| is_exec(p))
+}
+
 fn exit_code_text(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
@@ -117,9 +159,11 @@ fn exit_code_text(status: &ExitStatus) -> String {
     }
 }
 
-/// Writes spanlets and the processes and threads they name.
+/// Writes spanlets and the processes and threads they name to the capture
+/// and to the live exporter (either or both).
 struct Sink {
-    writer: CaptureWriter,
+    writer: Option<CaptureWriter>,
+    exporter: Option<LiveExporter>,
     enricher: Enricher<Procfs>,
     processes: HashSet<u32>,
     stats: CaptureStats,
@@ -132,13 +176,38 @@ impl Sink {
             return Ok(());
         }
         if let Some(info) = procfs::process_info(pid) {
-            self.writer.write_process(&info)?;
+            if let Some(w) = &mut self.writer {
+                w.write_process(&info)?;
+            }
+            if let Some(e) = &self.exporter {
+                e.offer(Item::Process(info));
+            }
         }
         for thread in procfs::threads(pid) {
             self.enricher.know(&thread);
-            self.writer.write_thread(&thread)?;
+            self.write_thread(thread)?;
         }
         Ok(())
+    }
+
+    fn write_thread(&mut self, thread: ThreadInfo) -> Result<(), CaptureError> {
+        if let Some(w) = &mut self.writer {
+            w.write_thread(&thread)?;
+        }
+        if let Some(e) = &self.exporter {
+            e.offer(Item::Thread(thread));
+        }
+        Ok(())
+    }
+
+    fn write_stats(&mut self) -> Result<(), CaptureError> {
+        match &mut self.writer {
+            Some(w) => {
+                w.write_stats(&self.stats)?;
+                w.flush()
+            }
+            None => Ok(()),
+        }
     }
 
     fn handle(&mut self, event: &RawEvent) -> Result<(), CaptureError> {
@@ -147,9 +216,14 @@ impl Sink {
         };
         self.add_process(spanlet.pid)?;
         for thread in self.enricher.take_new_threads() {
-            self.writer.write_thread(&thread)?;
+            self.write_thread(thread)?;
         }
-        self.writer.write_spanlet(&spanlet)?;
+        if let Some(w) = &mut self.writer {
+            w.write_spanlet(&spanlet)?;
+        }
+        if let Some(e) = &self.exporter {
+            e.offer(Item::Spanlet(Box::new(spanlet)));
+        }
         self.stats.spanlets += 1;
         Ok(())
     }
@@ -264,20 +338,31 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
     // command. The check must not truncate an existing capture: a failed
     // run leaves it as it was.
     crate::caps::check().map_err(LoadError::from)?;
-    let output_existed = opts.output.exists();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&opts.output)
-        .map_err(|source| RecordError::Output {
-            path: opts.output.display().to_string(),
-            source,
-        })?;
+    let output_existed = match &opts.output {
+        Some(output) => {
+            let existed = output.exists();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(output)
+                .map_err(|source| RecordError::Output {
+                    path: output.display().to_string(),
+                    source,
+                })?;
+            existed
+        }
+        None => true,
+    };
+    // Bad OTLP settings are an error before anything starts.
+    let sender = match &opts.otlp {
+        Some(otlp) => Some(Sender::new(otlp.settings.clone())?),
+        None => None,
+    };
     let (mut tracer, ring, mut launched) = match start(&opts) {
         Ok(started) => started,
         Err(err) => {
-            if !output_existed {
-                let _ = std::fs::remove_file(&opts.output);
+            if let (false, Some(output)) = (output_existed, &opts.output) {
+                let _ = std::fs::remove_file(output);
             }
             return Err(err);
         }
@@ -299,7 +384,13 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         spanlet_fields: spanlet_field_names(),
     };
     let mut sink = Sink {
-        writer: CaptureWriter::create(&opts.output, &meta)?,
+        writer: match &opts.output {
+            Some(output) => Some(CaptureWriter::create(output, &meta)?),
+            None => None,
+        },
+        exporter: sender
+            .zip(opts.otlp.as_ref())
+            .map(|(sender, otlp)| LiveExporter::start(sender, otlp.resource.clone())),
         enricher: Enricher::new(clock, Procfs),
         processes: HashSet::new(),
         stats: CaptureStats::default(),
@@ -308,7 +399,7 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
     for &pid in &pids {
         sink.add_process(pid)?;
     }
-    sink.writer.flush()?;
+    sink.write_stats()?;
 
     let (tx, mut rx) = mpsc::channel::<RawEvent>(QUEUE_EVENTS);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -356,8 +447,7 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
                 if last_stats.elapsed() >= STATS_EVERY {
                     sink.enricher.prune();
                     tracer.kernel_counters(&mut sink.stats)?;
-                    sink.writer.write_stats(&sink.stats)?;
-                    sink.writer.flush()?;
+                    sink.write_stats()?;
                     last_stats = Instant::now();
                 }
                 if progress {
@@ -410,8 +500,14 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         end_unix_nano: EpochClock::unix_now(),
         reason,
     };
-    sink.writer.write_stats(&sink.stats)?;
-    sink.writer.finish(&end)?;
+    if let Some(mut w) = sink.writer.take() {
+        w.write_stats(&sink.stats)?;
+        w.finish(&end)?;
+    }
+    let export = match sink.exporter.take() {
+        Some(exporter) => Some(exporter.shutdown(EXPORT_FLUSH).await),
+        None => None,
+    };
     if let Some(l) = &launched
         && command_status.is_none()
     {
@@ -425,5 +521,6 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         end,
         elapsed: started.elapsed(),
         command_status,
+        export,
     })
 }

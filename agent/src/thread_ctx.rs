@@ -30,6 +30,18 @@ pub struct TlsSlot {
     pub exported: bool,
 }
 
+/// The kernel's identity of a file (as `SPANLET_THREAD_CTX_BY_FILE` keys
+/// it) from `stat`'s `st_dev` and `st_ino`: the kernel keeps devices as
+/// `MKDEV(major, minor)` = `major << 20 | minor`, not in `stat`'s encoding.
+pub fn file_key(st_dev: u64, st_ino: u64) -> agent_ebpf::FileKey {
+    let (major, minor) = (libc::major(st_dev), libc::minor(st_dev));
+    agent_ebpf::FileKey {
+        ino: st_ino,
+        dev: (major << 20) | minor,
+        _pad: 0,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ThreadCtxError {
     #[error("cannot open {path}: {source}")]

@@ -44,6 +44,16 @@ impl Rotel {
     /// Starts rotel on two free local ports and waits until both accept
     /// connections. `None`: rotel is not installed and `$CI` is not set.
     pub fn start() -> Option<Self> {
+        Self::start_on(free_port(), free_port())
+    }
+
+    /// Two free local ports, for a collector started later.
+    pub fn free_ports() -> (u16, u16) {
+        (free_port(), free_port())
+    }
+
+    /// Starts rotel on the given ports (e.g. again after [`Rotel::stop`]).
+    pub fn start_on(grpc_port: u16, http_port: u16) -> Option<Self> {
         let Some(agent) = rotel_agent() else {
             let reason = "rotel is not installed (run `cargo xtask setup`)";
             if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
@@ -54,7 +64,6 @@ impl Rotel {
         };
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = dir.path().join("rotel.log");
-        let (grpc_port, http_port) = (free_port(), free_port());
         let out = std::fs::File::create(&log).expect("rotel log file");
         let child = Command::new(&agent)
             .args(["start", "--exporter", "blackhole"])

@@ -341,6 +341,15 @@ fn looks_like_ebpf_unavailable(stderr: &str) -> bool {
     .any(|needle| s.contains(needle))
 }
 
+/// For kernel tests that run spanlet themselves: false (after printing
+/// "skipping: …") when they cannot run here; panics in CI instead.
+pub fn kernel_ready() -> bool {
+    match precondition_failure() {
+        Some(reason) => skip::<()>(&reason).is_some(),
+        None => true,
+    }
+}
+
 /// Skip (locally) or fail (in CI) a kernel test. Returns `None` to the caller
 /// when skipping.
 fn skip<T>(reason: &str) -> Option<T> {

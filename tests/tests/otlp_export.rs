@@ -203,3 +203,39 @@ fn replay_to_a_dead_collector_fails_clearly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn record_exports_live_while_it_records() {
+    let Some(rotel) = Rotel::start() else { return };
+    let url = rotel.grpc_url();
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_command(
+        &[
+            "--min-wait",
+            "1ms",
+            "--otlp",
+            "--otlp-protocol",
+            "grpc",
+            "--otlp-endpoint",
+            &url,
+        ],
+        env!("CARGO_BIN_EXE_rust_thread_ctx"),
+        &["3", "300"],
+    ) else {
+        return;
+    };
+    let truth: Truth = rec.truth();
+    let recorded = rec.export().len();
+    let with_ctx = truth
+        .waiters
+        .iter()
+        .filter(|w| w.trace_id.is_some())
+        .count();
+    check(&rotel.received(recorded, with_ctx), &truth, "record --otlp");
+    assert!(
+        rec.stderr
+            .contains(&format!("OTLP: {recorded} spanlets exported, 0 dropped")),
+        "every recorded spanlet exported: {}",
+        rec.stderr
+    );
+}

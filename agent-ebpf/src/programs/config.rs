@@ -21,7 +21,11 @@ static SPANLET_CONFIG: Config = Config {
     ringbuf_wakeup_bytes: 0,
     task_comm_off: 0,
     task_fsbase_off: 0,
-    _pad: 0,
+    binprm_file_off: 0,
+    file_inode_off: 0,
+    inode_ino_off: 0,
+    inode_sb_off: 0,
+    sb_dev_off: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

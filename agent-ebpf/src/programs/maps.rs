@@ -1,8 +1,8 @@
 //! Every map of the programs, named by the shared constants in the ABI.
 use super::task_storage::TaskStorage;
 use agent_ebpf::{
-    COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, HeldKey, HeldLock, LockCall, MAX_HELD, MAX_LOCK_CALLS,
-    MAX_PIDS, OPEN_WAIT_SLOTS, PID_HINT_SLOTS, PidEntry, WaitState,
+    COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, MAX_HELD,
+    MAX_LOCK_CALLS, MAX_PIDS, OPEN_WAIT_SLOTS, PID_HINT_SLOTS, PidEntry, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
@@ -25,6 +25,10 @@ pub static PID_HINTS: Array<u64> = Array::with_max_entries(PID_HINT_SLOTS, 0);
 /// tgid -> thread-context slot offset from `fsbase` (see the ABI).
 #[map(name = "SPANLET_THREAD_CTX")]
 pub static THREAD_CTX: HashMap<u32, i64> = HashMap::with_max_entries(MAX_PIDS, 0);
+
+/// Executable file -> its thread-context slot offset (see the ABI).
+#[map(name = "SPANLET_THREAD_CTX_BY_FILE")]
+pub static THREAD_CTX_BY_FILE: HashMap<FileKey, i64> = HashMap::with_max_entries(MAX_PIDS, 0);
 
 #[map(name = "SPANLET_THREAD_CTX_ANY")]
 pub static THREAD_CTX_ANY: Array<u32> = Array::with_max_entries(1, 0);

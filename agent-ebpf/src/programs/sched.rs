@@ -1,6 +1,6 @@
 //! Scheduler hook points: the only programs on the hot path of every
 //! context switch, so each returns as early as it can.
-use agent_ebpf::{EventHeader, EventKind, ProcessExecEvent};
+use agent_ebpf::{EventHeader, EventKind, FileKey, ProcessExecEvent};
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::btf_tracepoint,
@@ -9,7 +9,7 @@ use aya_ebpf::{
 
 use super::{
     config, counters, filter, futex,
-    maps::{EVENTS, THREAD_CTX},
+    maps::{EVENTS, THREAD_CTX, THREAD_CTX_BY_FILE},
     regs,
 };
 
@@ -83,12 +83,27 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
 
 /// tp_btf/sched_process_exec(struct task_struct *p, pid_t old_pid, struct
 /// linux_binprm *bprm): a traced process now runs another program. Its old
-/// thread-context slot means nothing any more; user space is told to look
-/// for one in the new program.
+/// thread-context slot means nothing any more. If the agent already knows
+/// the new program's slot (it looked at the file, e.g. the command it is
+/// launching), the process gets it here, before its first instruction;
+/// either way user space is told, to look at programs it does not know.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     try_sched_process_exec(&ctx);
     0
+}
+
+/// The identity of the file being executed: `bprm->file->f_inode`'s inode
+/// number and its superblock's device (probe reads: exec is rare).
+#[inline(always)]
+fn exec_file(bprm: u64) -> Option<FileKey> {
+    let cfg = config::get();
+    let file = regs::read_kernel_u64(bprm + u64::from(cfg.binprm_file_off)).filter(|&p| p != 0)?;
+    let inode = regs::read_kernel_u64(file + u64::from(cfg.file_inode_off)).filter(|&p| p != 0)?;
+    let ino = regs::read_kernel_u64(inode + u64::from(cfg.inode_ino_off))?;
+    let sb = regs::read_kernel_u64(inode + u64::from(cfg.inode_sb_off)).filter(|&p| p != 0)?;
+    let dev = regs::read_kernel_u32(sb + u64::from(cfg.sb_dev_off))?;
+    Some(FileKey { ino, dev, _pad: 0 })
 }
 
 #[inline(always)]
@@ -99,6 +114,13 @@ fn try_sched_process_exec(ctx: &BtfTracePointContext) {
         return;
     }
     let _ = THREAD_CTX.remove(tgid);
+    let bprm: *const u8 = ctx.arg(2);
+    if let Some(key) = exec_file(bprm as u64)
+        // SAFETY: a pointer into a map value, valid for this program run.
+        && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(&key).map(|v| unsafe { *v })
+    {
+        let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
+    }
     let Some(mut entry) = EVENTS.reserve::<ProcessExecEvent>(0) else {
         counters::bump(agent_ebpf::Counter::RingbufFull);
         return;

@@ -4,6 +4,7 @@ mod export;
 mod record;
 mod replay;
 mod report;
+mod run;
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use spanlet::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(args),
+        Command::Run(args) => run::run(args),
         Command::Report(args) => report::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Replay(args) => replay::run(&args),

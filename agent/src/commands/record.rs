@@ -2,8 +2,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use spanlet::{
-    cli::RecordArgs,
-    record::{RecordOptions, record},
+    cli::{OtlpArgs, RecordArgs},
+    otlp::{ResourceSettings, Settings},
+    procfs,
+    record::{LiveOtlp, RecordOptions, record},
     report::format_duration_ns,
 };
 
@@ -13,12 +15,35 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         command: args.command,
         duration: args.duration,
         min_wait: args.min_wait,
-        output: args.output,
+        output: Some(args.output),
+        otlp: if args.otlp {
+            Some(live_otlp(&args.otlp_args)?)
+        } else {
+            None
+        },
         mutex_uprobes: args.mutex_uprobes,
         follow_forks: args.follow_forks,
         ringbuf_bytes: args.ringbuf_size,
     };
-    let output = opts.output.clone();
+    execute(opts)
+}
+
+/// OTLP settings from the environment and flags, checked before tracing.
+pub fn live_otlp(args: &OtlpArgs) -> anyhow::Result<LiveOtlp> {
+    Ok(LiveOtlp {
+        settings: Settings::from_env(&args.overrides())?,
+        resource: ResourceSettings::from_env(&procfs::hostname())?,
+    })
+}
+
+/// Records (or runs) and prints the summary; the exit code follows a
+/// launched command's.
+pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
+    let destination = match (&opts.output, &opts.otlp) {
+        (Some(path), _) => path.display().to_string(),
+        (None, Some(otlp)) => otlp.settings.logs_endpoint.clone(),
+        (None, None) => "nowhere".to_owned(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,15 +51,27 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let summary = runtime.block_on(record(opts))?;
     let s = &summary.stats;
     eprintln!(
-        "spanlet: {} spanlets in {} to {} ({}); {} waits seen, {} below --min-wait, {} dropped",
+        "spanlet: {} spanlets in {} to {destination} ({}); {} waits seen, {} below --min-wait, {} dropped",
         s.spanlets,
         format_duration_ns(u64::try_from(summary.elapsed.as_nanos()).unwrap_or(u64::MAX)),
-        output.display(),
         summary.end.reason,
         s.waits_seen,
         s.below_min_wait,
         s.dropped(),
     );
+    if let Some(e) = &summary.export {
+        eprintln!(
+            "spanlet: OTLP: {} spanlets exported, {} dropped ({} while the queue was full, {} in failed batches, {} unsent at exit)",
+            e.exported,
+            e.dropped(),
+            e.dropped_queue_full,
+            e.dropped_send_failed,
+            e.dropped_at_exit
+        );
+        if let Some(err) = &e.last_error {
+            eprintln!("spanlet: OTLP: last error: {err}");
+        }
+    }
     if s.dropped_pids_map_full > 0 {
         eprintln!(
             "spanlet: warning: {} forked processes were not traced (PID map full)",

@@ -1,6 +1,7 @@
 //! OpenTelemetry export: spanlets as OTLP log events and spans with links,
 //! sent to any collector over gRPC or HTTP/protobuf.
 pub mod client;
+pub mod live;
 pub mod mapping;
 pub mod settings;
 
