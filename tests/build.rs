@@ -49,6 +49,9 @@ fn main() {
         "cargo::rerun-if-changed={}",
         workloads.join("workload.h").display()
     );
+    let proxy = workloads.join("tls_proxy.py");
+    println!("cargo::rerun-if-changed={}", proxy.display());
+    println!("cargo::rustc-env=SPANLET_TLS_PROXY={}", proxy.display());
     let py = workloads.join("py_lock.py");
     println!("cargo::rerun-if-changed={}", py.display());
     println!("cargo::rustc-env=SPANLET_WORKLOAD_PY_LOCK={}", py.display());

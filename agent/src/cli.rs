@@ -167,6 +167,18 @@ pub struct OtlpArgs {
     /// gzip or none [OTEL_EXPORTER_OTLP_COMPRESSION; default none].
     #[arg(long = "otlp-compression", value_name = "COMPRESSION")]
     pub compression: Option<String>,
+    /// PEM file of CA certificate(s) to trust for an https:// endpoint, in
+    /// addition to the built-in Mozilla roots [OTEL_EXPORTER_OTLP_CERTIFICATE].
+    #[arg(long = "otlp-certificate", value_name = "PEM")]
+    pub certificate: Option<String>,
+    /// PEM client certificate for mutual TLS
+    /// [OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE].
+    #[arg(long = "otlp-client-certificate", value_name = "PEM")]
+    pub client_certificate: Option<String>,
+    /// PEM private key of the client certificate
+    /// [OTEL_EXPORTER_OTLP_CLIENT_KEY].
+    #[arg(long = "otlp-client-key", value_name = "PEM")]
+    pub client_key: Option<String>,
 }
 
 impl OtlpArgs {
@@ -177,6 +189,9 @@ impl OtlpArgs {
             headers: self.headers.clone(),
             timeout: self.timeout,
             compression: self.compression.clone(),
+            certificate: self.certificate.clone(),
+            client_certificate: self.client_certificate.clone(),
+            client_key: self.client_key.clone(),
         }
     }
 }

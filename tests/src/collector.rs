@@ -268,3 +268,148 @@ impl Received {
         out
     }
 }
+
+/// A TLS server in front of a collector port (`workloads/tls_proxy.py`),
+/// with a throwaway CA made by `openssl`: the server certificate names
+/// `localhost` and 127.0.0.1; with `mutual`, clients must present a
+/// certificate from the same CA (`client_cert`, `client_key`).
+pub struct TlsFront {
+    proxy: Child,
+    pub port: u16,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TlsFront {
+    pub fn start(target_port: u16, mutual: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=spanlet test CA",
+            ],
+        );
+        let leaf = |name: &str, cn: &str, ext: &str| {
+            std::fs::write(d.join(format!("{name}.ext")), ext).expect("extension file");
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={cn}"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{name}.pem"),
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                ],
+            );
+        };
+        leaf(
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        );
+        leaf(
+            "client",
+            "spanlet",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
+        let port = free_port();
+        let mut cmd = Command::new(crate::python());
+        cmd.arg(env!("SPANLET_TLS_PROXY"))
+            .arg(port.to_string())
+            .arg(target_port.to_string())
+            .arg(d.join("server.pem"))
+            .arg(d.join("server.key"));
+        if mutual {
+            cmd.arg(d.join("ca.pem"));
+        }
+        let mut proxy = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the TLS proxy starts");
+        let mut first = String::new();
+        let stdout = proxy.stdout.take().expect("proxy stdout");
+        let mut reader = std::io::BufReader::new(stdout);
+        std::io::BufRead::read_line(&mut reader, &mut first).expect("proxy output");
+        assert_eq!(first.trim(), "ready", "the TLS proxy did not start");
+        // Keep draining its output (handshake failures) so it never blocks.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut reader, &mut sink);
+        });
+        Self {
+            proxy,
+            port,
+            ca: d.join("ca.pem"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+    }
+}

@@ -11,8 +11,8 @@ use std::ffi::OsStr;
 
 use serde::Deserialize;
 use spanlet_tests::{
-    assert_success, collector::Received, collector::Rotel, kernel_test_lock, record_command,
-    spanlet,
+    assert_success, collector::Received, collector::Rotel, collector::TlsFront, kernel_test_lock,
+    record_command, spanlet,
 };
 
 #[derive(Debug, Deserialize)]
@@ -238,4 +238,71 @@ fn record_exports_live_while_it_records() {
         "every recorded spanlet exported: {}",
         rec.stderr
     );
+}
+
+#[test]
+fn replay_over_tls_trusts_the_given_ca_and_presents_a_client_certificate() {
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_command(
+        &["--min-wait", "1ms"],
+        env!("CARGO_BIN_EXE_rust_thread_ctx"),
+        &["3", "300"],
+    ) else {
+        return;
+    };
+    let truth: Truth = rec.truth();
+    let waits = rec.export().len();
+    let with_ctx = truth
+        .waiters
+        .iter()
+        .filter(|w| w.trace_id.is_some())
+        .count();
+    for protocol in ["grpc", "http/protobuf"] {
+        let Some(rotel) = Rotel::start() else { return };
+        let target = match protocol {
+            "grpc" => rotel.grpc_port,
+            _ => rotel.http_port,
+        };
+        let tls = TlsFront::start(target, true);
+        let url = tls.url();
+        let (ca, cert, key) = (
+            tls.ca.to_str().unwrap(),
+            tls.client_cert.to_str().unwrap(),
+            tls.client_key.to_str().unwrap(),
+        );
+        let base = [
+            "--otlp-protocol",
+            protocol,
+            "--otlp-endpoint",
+            &url,
+            "--otlp-timeout",
+            "2s",
+        ];
+
+        // Without the CA, the server is not trusted: a clear failure.
+        let out = replay(&rec.capture, &base);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{protocol}: an untrusted server was accepted"
+        );
+        assert!(
+            stderr.to_lowercase().contains("certificate"),
+            "{protocol}: the error says why: {stderr}"
+        );
+        // With the CA but no client certificate, the server refuses.
+        let mut with_ca = base.to_vec();
+        with_ca.extend(["--otlp-certificate", ca]);
+        let out = replay(&rec.capture, &with_ca);
+        assert!(
+            !out.status.success(),
+            "{protocol}: mutual TLS was not enforced"
+        );
+
+        let mut full = with_ca.clone();
+        full.extend(["--otlp-client-certificate", cert, "--otlp-client-key", key]);
+        let out = replay(&rec.capture, &full);
+        assert_success(&format!("spanlet replay over TLS ({protocol})"), &out);
+        check(&rotel.received(waits, with_ctx), &truth, protocol);
+    }
 }

@@ -19,6 +19,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftrace",
     "sysbench",
     "bpftool",
+    "openssl",
 ];
 /// The independent OpenTelemetry collector the export tests send to.
 const ROTEL: &str = "rotel==0.0.1a15";

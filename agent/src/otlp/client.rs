@@ -1,9 +1,10 @@
 //! Sends OTLP requests over gRPC (tonic) or HTTP/protobuf (hyper), with the
 //! settings' headers, timeout and compression.
-use std::{error::Error as _, io::Write as _, time::Duration};
+use std::{error::Error as _, io::Write as _, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -16,12 +17,12 @@ use prost::Message as _;
 use tonic::{
     codec::CompressionEncoding,
     metadata::{MetadataKey, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use super::{
     mapping::Requests,
-    settings::{Protocol, Settings},
+    settings::{Protocol, Settings, Tls},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum SendError {
     Endpoint { endpoint: String, reason: String },
     #[error("invalid OTLP header {0:?}")]
     Header(String),
+    #[error("OTLP TLS settings: {0}")]
+    Tls(String),
     #[error("cannot reach the OTLP collector at {endpoint}: {reason}")]
     Unreachable { endpoint: String, reason: String },
     #[error("the OTLP collector at {endpoint} did not answer within {timeout:?}")]
@@ -49,7 +52,7 @@ impl SendError {
         match self {
             Self::Unreachable { .. } | Self::Timeout { .. } => true,
             Self::Rejected { retryable, .. } => *retryable,
-            Self::Endpoint { .. } | Self::Header(_) => false,
+            Self::Endpoint { .. } | Self::Header(_) | Self::Tls(_) => false,
         }
     }
 }
@@ -62,7 +65,7 @@ struct GrpcClients {
 enum Transport {
     /// Boxed: the generated clients are large, the HTTP client is not.
     Grpc(Box<GrpcClients>),
-    Http(Client<HttpConnector, Full<Bytes>>),
+    Http(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
 /// A connection to one collector (made lazily, re-made as needed).
@@ -81,14 +84,19 @@ impl Sender {
         let transport = match settings.protocol {
             Protocol::Grpc => {
                 let channel = |url: &str| -> Result<Channel, SendError> {
-                    Ok(Endpoint::from_shared(url.to_owned())
+                    let mut endpoint = Endpoint::from_shared(url.to_owned())
                         .map_err(|e| SendError::Endpoint {
                             endpoint: url.to_owned(),
                             reason: e.to_string(),
                         })?
                         .connect_timeout(settings.timeout)
-                        .timeout(settings.timeout)
-                        .connect_lazy())
+                        .timeout(settings.timeout);
+                    if url.starts_with("https://") {
+                        endpoint = endpoint
+                            .tls_config(grpc_tls(&settings.tls))
+                            .map_err(|e| SendError::Tls(error_chain(&e)))?;
+                    }
+                    Ok(endpoint.connect_lazy())
                 };
                 let mut logs = LogsServiceClient::new(channel(&settings.logs_endpoint)?);
                 let mut traces = TraceServiceClient::new(channel(&settings.traces_endpoint)?);
@@ -105,8 +113,14 @@ impl Sender {
                         reason: e.to_string(),
                     })?;
                 }
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(settings.timeout));
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(settings.timeout));
+                http.enforce_http(false);
+                let connector = HttpsConnectorBuilder::new()
+                    .with_tls_config(rustls_config(&settings.tls)?)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
                 Transport::Http(Client::builder(TokioExecutor::new()).build(connector))
             }
         };
@@ -210,6 +224,51 @@ impl Sender {
                 })
             }
         }
+    }
+}
+
+/// tonic's TLS: the built-in roots, the given CA, the client identity.
+fn grpc_tls(tls: &Tls) -> ClientTlsConfig {
+    let mut config = ClientTlsConfig::new().with_webpki_roots();
+    if let Some(ca) = &tls.ca {
+        config = config.ca_certificate(Certificate::from_pem(ca));
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    config
+}
+
+/// rustls for HTTP: the same trust and identity as [`grpc_tls`].
+fn rustls_config(tls: &Tls) -> Result<rustls::ClientConfig, SendError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let bad = |what: &str, e: &dyn std::fmt::Display| SendError::Tls(format!("{what}: {e}"));
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(ca) = &tls.ca {
+        for cert in CertificateDer::pem_slice_iter(ca) {
+            let cert = cert.map_err(|e| bad("the CA certificate", &e))?;
+            roots.add(cert).map_err(|e| bad("the CA certificate", &e))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS versions", &e))?
+    .with_root_certificates(roots);
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad("the client certificate", &e))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("the client key", &e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| bad("the client certificate", &e))
+        }
+        _ => Ok(builder.with_no_client_auth()),
     }
 }
 

@@ -34,6 +34,19 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub gzip: bool,
+    /// For `https://` endpoints.
+    pub tls: Tls,
+}
+
+/// TLS material, as PEM read from the files the variables name. The
+/// server is verified against the Mozilla roots plus `ca`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`: trusted CA certificate(s).
+    pub ca: Option<Vec<u8>>,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `_CLIENT_KEY`: mutual TLS.
+    pub client_cert: Option<Vec<u8>>,
+    pub client_key: Option<Vec<u8>>,
 }
 
 /// Flags that override the variables.
@@ -44,6 +57,9 @@ pub struct Overrides {
     pub headers: Vec<(String, String)>,
     pub timeout: Option<Duration>,
     pub compression: Option<String>,
+    pub certificate: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,10 +72,14 @@ pub enum SettingsError {
     Timeout(String),
     #[error("OTLP endpoint {0:?} must start with http:// or https://")]
     Endpoint(String),
-    #[error(
-        "OTLP endpoint {0:?}: TLS is not supported yet; use a plain http:// endpoint (a local collector or a sidecar)"
-    )]
-    Tls(String),
+    #[error("cannot read {what} {path:?}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("a client certificate needs its key, and a key its certificate (mutual TLS)")]
+    ClientIdentity,
     #[error("OTLP header {0:?} is not key=value")]
     Header(String),
 }
@@ -135,6 +155,37 @@ impl Settings {
             Some("gzip") => true,
             Some(other) => return Err(SettingsError::Compression(other.to_owned())),
         };
+        let file = |what: &'static str, flag: &Option<String>, name: &str| {
+            let path = flag.as_deref().or(var(name));
+            path.map(|p| {
+                std::fs::read(p).map_err(|e| SettingsError::TlsFile {
+                    what,
+                    path: p.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+        };
+        let tls = Tls {
+            ca: file(
+                "the CA certificate",
+                &flags.certificate,
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            )?,
+            client_cert: file(
+                "the client certificate",
+                &flags.client_certificate,
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            )?,
+            client_key: file(
+                "the client key",
+                &flags.client_key,
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            )?,
+        };
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(SettingsError::ClientIdentity);
+        }
         Ok(Self {
             protocol,
             logs_endpoint,
@@ -142,15 +193,13 @@ impl Settings {
             headers,
             timeout,
             gzip,
+            tls,
         })
     }
 }
 
 fn check_url(url: &str) -> Result<String, SettingsError> {
-    if url.starts_with("https://") {
-        return Err(SettingsError::Tls(url.to_owned()));
-    }
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(SettingsError::Endpoint(url.to_owned()));
     }
     Ok(url.to_owned())
@@ -253,6 +302,7 @@ mod tests {
             headers: vec![("x".into(), "2".into())],
             timeout: Some(Duration::from_secs(1)),
             compression: Some("none".into()),
+            ..Default::default()
         };
         let s = Settings::resolve(&e, &flags).unwrap();
         assert_eq!(s.logs_endpoint, "http://flag:4317");
@@ -276,9 +326,13 @@ mod tests {
             Err(SettingsError::Endpoint(_))
         ));
         assert!(matches!(
-            bad("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
-            Err(SettingsError::Tls(_))
+            bad("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+            Err(SettingsError::TlsFile { .. })
         ));
+        assert_eq!(
+            bad("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/hostname"),
+            Err(SettingsError::ClientIdentity)
+        );
         assert!(matches!(
             bad("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
             Err(SettingsError::Timeout(_))
