@@ -36,6 +36,9 @@ pub mod maps {
     /// the agent has looked at, so a traced process that execs one gets its
     /// slot in the kernel at once, before its first instruction.
     pub const THREAD_CTX_BY_FILE: &str = "SPANLET_THREAD_CTX_BY_FILE";
+    /// pid_tgid -> [`crate::ObiCtxValue`]: OBI's pinned `traces_ctx_v1`
+    /// when the agent found one (an empty placeholder otherwise).
+    pub const OBI_CTX: &str = "SPANLET_OBI_CTX";
     /// One `u32`: non-zero once any process has a `SPANLET_THREAD_CTX` slot,
     /// so that tracing programs that publish no context costs no lookups.
     pub const THREAD_CTX_ANY: &str = "SPANLET_THREAD_CTX_ANY";
@@ -139,8 +142,13 @@ pub struct Config {
     pub inode_ino_off: u32,
     pub inode_sb_off: u32,
     pub sb_dev_off: u32,
+    /// Non-zero: `SPANLET_OBI_CTX` is OpenTelemetry eBPF Instrumentation's
+    /// pinned `traces_ctx_v1` map, the context source for threads without
+    /// an OTEP 4947 record.
+    pub obi_ctx: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 112);
+const _: () = assert!(size_of::<Config>() == 120);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -344,7 +352,19 @@ pub mod ctx_source {
     pub const NONE: u8 = 0;
     /// The thread's OTEP 4947 `otel_thread_ctx_v1` record.
     pub const OTEP_4947: u8 = 1;
+    /// OBI's `traces_ctx_v1` map entry of the thread.
+    pub const OBI: u8 = 2;
 }
+
+/// The start of a value of OBI's `traces_ctx_v1` map (key: pid_tgid, as
+/// `bpf_get_current_pid_tgid` gives it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObiCtxValue {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+const _: () = assert!(size_of::<ObiCtxValue>() == 24);
 
 /// The fixed head of an OTEP 4947 thread-context record (byte-packed; the
 /// attributes that follow are not read).

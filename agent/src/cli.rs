@@ -71,6 +71,10 @@ pub struct RecordArgs {
     /// Size of the kernel event ring (power of two, e.g. 8MiB).
     #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
     pub ringbuf_size: u32,
+    /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
+    /// (when it is there) for threads without OTEP 4947 thread context.
+    #[arg(long, value_name = "PATH", default_value = crate::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
+    pub obi_ctx_map: PathBuf,
     /// Also export the spanlets live over OTLP (see the --otlp-* flags and
     /// the OTEL_EXPORTER_OTLP_* variables).
     #[arg(long, env = "SPANLET_OTLP")]
@@ -107,6 +111,10 @@ pub struct RunArgs {
     /// Size of the kernel event ring (power of two, e.g. 8MiB).
     #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
     pub ringbuf_size: u32,
+    /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
+    /// (when it is there) for threads without OTEP 4947 thread context.
+    #[arg(long, value_name = "PATH", default_value = crate::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
+    pub obi_ctx_map: PathBuf,
     #[command(flatten)]
     pub otlp: OtlpArgs,
 }

@@ -45,5 +45,7 @@ pub fn build(
         inode_ino_off: btf.member_offset("inode", "i_ino")?,
         inode_sb_off: btf.member_offset("inode", "i_sb")?,
         sb_dev_off: btf.member_offset("super_block", "s_dev")?,
+        obi_ctx: 0,
+        _pad: 0,
     })
 }

@@ -1,6 +1,9 @@
 //! Loads the embedded programs with this kernel's offsets, attaches them and
 //! hands out the maps the agent uses.
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use agent_ebpf::{
     COUNTER_SLOTS, FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps,
@@ -28,6 +31,45 @@ pub struct LoadOptions {
     pub follow_forks: bool,
     pub mutex_uprobes: bool,
     pub ringbuf_bytes: u32,
+    /// Where OBI pins its trace-context map; used if it is there.
+    pub obi_ctx_map: Option<PathBuf>,
+}
+
+/// OBI's default pin path for its trace-context map.
+pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
+
+/// Whether the map pinned at `path` is one the programs can read as OBI's
+/// `traces_ctx_v1` (a hash keyed by pid_tgid, values starting with a trace
+/// and a span id). Absent is normal; anything else is said once.
+fn usable_obi_map(path: &Path) -> bool {
+    if !path.exists() {
+        tracing::debug!(path = %path.display(), "no OBI trace-context map");
+        return false;
+    }
+    let info = match aya::maps::MapInfo::from_pin(path) {
+        Ok(info) => info,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "cannot open the OBI trace-context map; not using it");
+            return false;
+        }
+    };
+    let hash = matches!(
+        info.map_type(),
+        Ok(aya::maps::MapType::Hash | aya::maps::MapType::LruHash)
+    );
+    let fits =
+        info.key_size() == 8 && info.value_size() as usize >= size_of::<agent_ebpf::ObiCtxValue>();
+    if !(hash && fits) {
+        tracing::warn!(
+            path = %path.display(),
+            key_size = info.key_size(),
+            value_size = info.value_size(),
+            "the map at this path is not shaped like OBI's traces_ctx_v1; not using it"
+        );
+        return false;
+    }
+    tracing::info!(path = %path.display(), "reading trace context from OBI's map too");
+    true
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +147,22 @@ impl Tracer {
         if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
             return Err(LoadError::RingbufSize(opts.ringbuf_bytes));
         }
-        let config = kernel_config::build(
+        let obi = opts.obi_ctx_map.as_deref().filter(|p| usable_obi_map(p));
+        let mut config = kernel_config::build(
             &btf,
             opts.min_wait,
             opts.trace_all,
             opts.follow_forks,
             opts.ringbuf_bytes,
         )?;
-        let mut ebpf = EbpfLoader::new()
+        config.obi_ctx = u32::from(obi.is_some());
+        let mut loader = EbpfLoader::new();
+        if let Some(path) = obi {
+            // aya opens a pinned map at this path (and would create one if
+            // there were none: `usable_obi_map` just checked there is).
+            loader.map_pin_path(maps::OBI_CTX, path);
+        }
+        let mut ebpf = loader
             // SPANLET_WAIT_STATE is task-local storage, which aya creates
             // but has no typed API for (see `task_storage`).
             .allow_unsupported_maps()

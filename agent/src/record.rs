@@ -52,6 +52,8 @@ pub struct RecordOptions {
     pub mutex_uprobes: bool,
     pub follow_forks: bool,
     pub ringbuf_bytes: u32,
+    /// OBI's pinned trace-context map, read if present.
+    pub obi_ctx_map: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +271,7 @@ fn start(
         follow_forks: opts.follow_forks || launching,
         mutex_uprobes: opts.mutex_uprobes,
         ringbuf_bytes: opts.ringbuf_bytes,
+        obi_ctx_map: opts.obi_ctx_map.clone(),
     };
     let mut tracer = Tracer::load(&load, &initial, &opts.pids)?;
     let ring = tracer

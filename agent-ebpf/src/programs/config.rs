@@ -26,6 +26,8 @@ static SPANLET_CONFIG: Config = Config {
     inode_ino_off: 0,
     inode_sb_off: 0,
     sb_dev_off: 0,
+    obi_ctx: 0,
+    _pad: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

@@ -2,7 +2,7 @@
 use super::task_storage::TaskStorage;
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, MAX_HELD,
-    MAX_LOCK_CALLS, MAX_PIDS, OPEN_WAIT_SLOTS, PID_HINT_SLOTS, PidEntry, WaitState,
+    MAX_LOCK_CALLS, MAX_PIDS, OPEN_WAIT_SLOTS, ObiCtxValue, PID_HINT_SLOTS, PidEntry, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
@@ -29,6 +29,10 @@ pub static THREAD_CTX: HashMap<u32, i64> = HashMap::with_max_entries(MAX_PIDS, 0
 /// Executable file -> its thread-context slot offset (see the ABI).
 #[map(name = "SPANLET_THREAD_CTX_BY_FILE")]
 pub static THREAD_CTX_BY_FILE: HashMap<FileKey, i64> = HashMap::with_max_entries(MAX_PIDS, 0);
+
+/// OBI's pinned trace-context map, or an empty stand-in (see the ABI).
+#[map(name = "SPANLET_OBI_CTX")]
+pub static OBI_CTX: HashMap<u64, ObiCtxValue> = HashMap::with_max_entries(1, 0);
 
 #[map(name = "SPANLET_THREAD_CTX_ANY")]
 pub static THREAD_CTX_ANY: Array<u32> = Array::with_max_entries(1, 0);

@@ -6,15 +6,42 @@
 use agent_ebpf::{ThreadCtx, ThreadCtxRecordHead, ctx_source};
 
 use super::{
-    maps::{THREAD_CTX, THREAD_CTX_ANY},
+    config,
+    maps::{OBI_CTX, THREAD_CTX, THREAD_CTX_ANY},
     regs,
 };
 
 /// The context of `task`, which must be the current task (its user memory
-/// is the one the probe reads see), in process `tgid`; zeros when it has
-/// none.
+/// is the one the probe reads see), in process `tgid`: its OTEP 4947 record
+/// if it has a valid one, else its entry in OBI's map (when the agent found
+/// OBI's), else zeros.
 #[inline(always)]
 pub fn of_current(task: *const u8, tgid: u32) -> ThreadCtx {
+    let ctx = otep_4947(task, tgid);
+    if ctx.source != ctx_source::NONE || config::get().obi_ctx == 0 {
+        return ctx;
+    }
+    obi(task, tgid).unwrap_or(ctx)
+}
+
+/// OBI's entry for the thread, keyed by pid_tgid.
+#[inline(always)]
+fn obi(task: *const u8, tgid: u32) -> Option<ThreadCtx> {
+    let key = (u64::from(tgid) << 32) | u64::from(regs::trusted_task_tid(task));
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let value = unsafe { *OBI_CTX.get_ptr(&key)? };
+    (value.trace_id != [0; 16]).then_some(ThreadCtx {
+        trace_id: value.trace_id,
+        span_id: value.span_id,
+        trace_flags: 0,
+        source: ctx_source::OBI,
+        _pad: [0; 6],
+    })
+}
+
+/// The thread's OTEP 4947 record, if its process publishes one.
+#[inline(always)]
+fn otep_4947(task: *const u8, tgid: u32) -> ThreadCtx {
     let mut ctx = ThreadCtx::default();
     // Most traced programs publish no context: an inlined array load spares
     // them the hash lookup, twice per wait.

@@ -24,6 +24,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         mutex_uprobes: args.mutex_uprobes,
         follow_forks: args.follow_forks,
         ringbuf_bytes: args.ringbuf_size,
+        obi_ctx_map: Some(args.obi_ctx_map),
     };
     execute(opts)
 }

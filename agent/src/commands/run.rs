@@ -15,5 +15,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         mutex_uprobes: false,
         follow_forks: args.follow_forks,
         ringbuf_bytes: args.ringbuf_size,
+        obi_ctx_map: Some(args.obi_ctx_map),
     })
 }

@@ -8,7 +8,8 @@
 //! The holder then unlocks them one after the other, so each waiter is woken
 //! by the holder, as it releases the lock, while still inside trace B.
 //!
-//! Usage: `rust_thread_ctx [WAITERS [HOLD_MS]]` (defaults 3 and 300).
+//! Usage: `rust_thread_ctx [WAITERS [HOLD_MS [--obi]]]` (defaults 3 and
+//! 300; `--obi`: see `main`).
 //!
 //! Prints one JSON line of ground truth to stdout at the end.
 
@@ -78,39 +79,56 @@ fn arg(n: usize, default: u64) -> u64 {
 fn main() {
     let waiters = usize::try_from(arg(1, 3)).expect("a small number");
     let hold = Duration::from_millis(arg(2, 300));
+    // --obi: publish no thread context; print the threads' ids and wait for
+    // a line on stdin first, so a test can put their contexts into an
+    // OBI-style map before any of them waits.
+    let obi = std::env::args().nth(3).as_deref() == Some("--obi");
     let locks: Arc<Vec<Mutex<()>>> = Arc::new((0..=waiters).map(|_| Mutex::new(())).collect());
-    let held = Arc::new(Barrier::new(2));
+    // Every thread reports its id, then waits for the start; the waiters
+    // wait again until the holder holds every lock.
+    let parties = waiters + 3;
+    let (start, held) = (
+        Arc::new(Barrier::new(parties)),
+        Arc::new(Barrier::new(parties)),
+    );
+    let (tids_tx, tids_rx) = std::sync::mpsc::channel::<(Option<usize>, u32)>();
     let trace_b = Ctx::new(0xbb, 0xb1);
 
     let holder = {
-        let (locks, held) = (locks.clone(), held.clone());
+        let (locks, start, held, tids) =
+            (locks.clone(), start.clone(), held.clone(), tids_tx.clone());
         thread::Builder::new()
             .name("holder".into())
             .spawn(move || {
-                trace_b.attach();
+                tids.send((None, gettid())).unwrap();
+                start.wait();
+                if !obi {
+                    trace_b.attach();
+                }
                 let guards: Vec<_> = locks.iter().map(|m| m.lock().unwrap()).collect();
                 held.wait();
                 thread::sleep(hold);
                 // Each unlock wakes that mutex's waiter, from inside trace B.
                 drop(guards);
                 drop(OwnedThreadContext::detach());
-                gettid()
             })
             .unwrap()
     };
-    held.wait();
-
     let handles: Vec<_> = (0..=waiters)
         .map(|i| {
-            let locks = locks.clone();
+            let (locks, start, held, tids) =
+                (locks.clone(), start.clone(), held.clone(), tids_tx.clone());
             // The last waiter works outside any trace.
-            let ctx = (i < waiters).then(|| Ctx::new(0xa0 + i as u8, 0x10 + i as u8));
+            let ctx = (i < waiters && !obi).then(|| Ctx::new(0xa0 + i as u8, 0x10 + i as u8));
             thread::Builder::new()
                 .name(format!("waiter-{i}"))
                 .spawn(move || {
+                    tids.send((Some(i), gettid())).unwrap();
+                    start.wait();
                     if let Some(c) = ctx {
                         c.attach();
                     }
+                    held.wait();
                     drop(locks[i].lock().unwrap());
                     if ctx.is_some() {
                         drop(OwnedThreadContext::detach());
@@ -120,14 +138,37 @@ fn main() {
                 .unwrap()
         })
         .collect();
+    drop(tids_tx);
+    let mut holder_tid = 0;
+    let mut waiter_tids = vec![0; waiters + 1];
+    // Each thread sends once, and keeps its sender until it ends.
+    for (who, tid) in tids_rx.iter().take(waiters + 2) {
+        match who {
+            None => holder_tid = tid,
+            Some(i) => waiter_tids[i] = tid,
+        }
+    }
+    if obi {
+        println!(
+            r#"{{"pid":{},"holder":{holder_tid},"waiters":{waiter_tids:?}}}"#,
+            std::process::id()
+        );
+        let mut go = String::new();
+        std::io::stdin()
+            .read_line(&mut go)
+            .expect("a line on stdin");
+    }
+    start.wait();
+    held.wait();
     let waiter_lines: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let holder_tid = holder.join().unwrap();
+    holder.join().unwrap();
+    let holder_ctx = (!obi).then_some(trace_b);
     println!(
         r#"{{"workload":"rust_thread_ctx","pid":{},"hold_ms":{},"holder":{{"tid":{},{}}},"waiters":[{}]}}"#,
         std::process::id(),
         hold.as_millis(),
         holder_tid,
-        Ctx::json(Some(trace_b)),
+        Ctx::json(holder_ctx),
         waiter_lines.join(",")
     );
 }
