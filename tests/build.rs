@@ -45,6 +45,7 @@ fn main() {
         println!("cargo::rustc-env={var}={}", exe.display());
     }
 
+    thread_ctx_in_a_library(&workloads, &out_dir);
     println!(
         "cargo::rerun-if-changed={}",
         workloads.join("workload.h").display()
@@ -62,4 +63,56 @@ fn main() {
         "cargo::rustc-link-arg-bin=rust_thread_ctx=-Wl,--export-dynamic-symbol=otel_thread_ctx_v1"
     );
     println!("cargo::rerun-if-changed=build.rs");
+}
+
+/// `c_thread_ctx` (`SPANLET_WORKLOAD_C_THREAD_CTX`), whose thread context
+/// lives in a shared library of its own, `libotelctx.so`, built with the
+/// TLSDESC dialect and found through an rpath.
+fn thread_ctx_in_a_library(workloads: &std::path::Path, out_dir: &std::path::Path) {
+    let gcc = |args: &[&std::ffi::OsStr]| {
+        let status = Command::new("gcc")
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
+        assert!(status.success(), "gcc {args:?} failed ({status})");
+    };
+    let lib_src = workloads.join("otel_ctx_lib.c");
+    let lib = out_dir.join("libotelctx.so");
+    println!("cargo::rerun-if-changed={}", lib_src.display());
+    gcc(&[
+        "-O2".as_ref(),
+        "-g".as_ref(),
+        "-fPIC".as_ref(),
+        "-shared".as_ref(),
+        "-mtls-dialect=gnu2".as_ref(),
+        "-Wall".as_ref(),
+        "-Wextra".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        lib_src.as_os_str(),
+    ]);
+    let src = workloads.join("c_thread_ctx.c");
+    let exe = out_dir.join("c_thread_ctx");
+    println!("cargo::rerun-if-changed={}", src.display());
+    let rpath = format!("-Wl,-rpath,{}", out_dir.display());
+    gcc(&[
+        "-O2".as_ref(),
+        "-g".as_ref(),
+        "-pthread".as_ref(),
+        "-Wall".as_ref(),
+        "-Wextra".as_ref(),
+        "-I".as_ref(),
+        workloads.as_os_str(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+        src.as_os_str(),
+        "-L".as_ref(),
+        out_dir.as_os_str(),
+        "-lotelctx".as_ref(),
+        rpath.as_ref(),
+    ]);
+    println!(
+        "cargo::rustc-env=SPANLET_WORKLOAD_C_THREAD_CTX={}",
+        exe.display()
+    );
 }

@@ -35,6 +35,29 @@ pub struct LoadOptions {
     pub obi_ctx_map: Option<PathBuf>,
 }
 
+/// How often processes without a thread-context slot are looked at again.
+const CTX_RETRY: Duration = Duration::from_secs(2);
+
+/// The slot in one of the shared libraries `pid` has mapped, if any.
+fn library_slot(pid: u32) -> Option<TlsSlot> {
+    crate::procfs::file_mappings(pid).into_iter().find_map(|m| {
+        // map_files opens the very file mapped, whatever mount namespace or
+        // later rename.
+        let path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        match crate::thread_ctx::find_in_library(pid, Path::new(&path), m.start) {
+            Ok(Some(slot)) => {
+                tracing::debug!(pid, library = %m.path, "thread context in a shared library");
+                Some(slot)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::trace!(pid, library = %m.path, %err, "not a library to look in");
+                None
+            }
+        }
+    })
+}
+
 /// OBI's default pin path for its trace-context map.
 pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
 
@@ -121,6 +144,8 @@ pub struct Tracer {
     thread_ctx_by_file: HashMap<MapData, FileKey, i64>,
     /// Set to 1 with the first slot (see the ABI).
     thread_ctx_any: Array<MapData, u32>,
+    /// Traced processes without a slot yet, and when they were last looked at.
+    ctx_missing: std::collections::HashMap<u32, std::time::Instant>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -206,6 +231,7 @@ impl Tracer {
             thread_ctx,
             thread_ctx_by_file,
             thread_ctx_any,
+            ctx_missing: std::collections::HashMap::new(),
             counters,
             events: Some(events),
         };
@@ -264,8 +290,21 @@ impl Tracer {
     /// every traced process at start and again after it calls exec. A
     /// process that publishes none, or is gone, simply has no context.
     pub fn track_thread_ctx(&mut self, pid: u32) -> Option<TlsSlot> {
-        let slot = self.know_program(Path::new(&format!("/proc/{pid}/exe")))?;
-        match self.thread_ctx.insert(pid, slot.tp_offset, 0) {
+        let Some(slot) = self
+            .know_program(Path::new(&format!("/proc/{pid}/exe")))
+            .or_else(|| library_slot(pid))
+        else {
+            // Perhaps a library that publishes it is not loaded yet, or not
+            // used yet: look again from time to time while it runs.
+            self.ctx_missing.insert(pid, std::time::Instant::now());
+            return None;
+        };
+        self.ctx_missing.remove(&pid);
+        let inserted = self
+            .thread_ctx
+            .insert(pid, slot.tp_offset, 0)
+            .and_then(|()| self.thread_ctx_any.set(0, 1, 0));
+        match inserted {
             Ok(()) => {
                 tracing::debug!(pid, tp_offset = slot.tp_offset, "thread context found");
                 Some(slot)
@@ -273,6 +312,24 @@ impl Tracer {
             Err(err) => {
                 tracing::warn!(pid, %err, "cannot record the thread-context slot");
                 None
+            }
+        }
+    }
+
+    /// Looks again, every [`CTX_RETRY`] at most, in the traced processes
+    /// where no thread-context slot was found (libraries load late).
+    pub fn retry_thread_ctx(&mut self) {
+        let due: Vec<u32> = self
+            .ctx_missing
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= CTX_RETRY)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            if crate::procfs::is_running(pid) {
+                self.track_thread_ctx(pid);
+            } else {
+                self.ctx_missing.remove(&pid);
             }
         }
     }

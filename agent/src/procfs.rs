@@ -158,3 +158,78 @@ mod tests {
         assert!(process_info(pid).is_some_and(|p| !p.cmdline.is_empty()));
     }
 }
+
+/// A file mapped in a process: where its offset 0 starts and ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub path: String,
+}
+
+/// The files mapped at offset 0 in `pid` (one entry per file), from
+/// `/proc/PID/maps`; empty when the process is gone.
+pub fn file_mappings(pid: u32) -> Vec<Mapping> {
+    let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    parse_file_mappings(&maps)
+}
+
+fn parse_file_mappings(maps: &str) -> Vec<Mapping> {
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        let path = fields.collect::<Vec<_>>().join(" ");
+        if !path.starts_with('/') || u64::from_str_radix(offset, 16) != Ok(0) {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        if !out.iter().any(|m| m.path == path) {
+            out.push(Mapping { start, end, path });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    #[test]
+    fn first_mapping_of_each_file() {
+        let maps = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 123 /usr/bin/app
+55d0c0a01000-55d0c0a02000 r-xp 00001000 fd:01 123 /usr/bin/app
+7f0000000000-7f0000001000 r--p 00000000 fd:01 456 /usr/lib/libctx.so
+7f0000001000-7f0000002000 r-xp 00001000 fd:01 456 /usr/lib/libctx.so
+7f0000100000-7f0000200000 rw-p 00000000 00:00 0 [heap]
+7f0000300000-7f0000301000 r--p 00000000 fd:01 789 /tmp/with space.so
+";
+        let got = parse_file_mappings(maps);
+        let paths: Vec<&str> = got.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/usr/bin/app", "/usr/lib/libctx.so", "/tmp/with space.so"]
+        );
+        assert_eq!(
+            (got[1].start, got[1].end),
+            (0x7f00_0000_0000, 0x7f00_0000_1000)
+        );
+    }
+}

@@ -443,6 +443,7 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
                 break format!("command exited ({})", exit_code_text(&status));
             }
             _ = ticker.tick() => {
+                tracer.retry_thread_ctx();
                 alive.retain(|&p| procfs::is_running(p));
                 if launched.is_none() && alive.is_empty() {
                     break "all traced processes exited".to_owned();

@@ -9,11 +9,18 @@
 //! variant II), so its slot's offset follows from the `PT_TLS` segment alone,
 //! whatever access model the writer was compiled with: linkers relax
 //! TLSDESC and general-dynamic accesses in an executable to static ones.
+//!
+//! A shared library's block is placed by the dynamic loader at run time. A
+//! library that defines the variable also accesses it, through a TLSDESC
+//! or initial-exec GOT entry that the loader fills with the offset from the
+//! thread pointer once the block is in static TLS: that entry, read from
+//! the process's memory, is the answer.
 use std::{fs::File, path::Path};
 
 use object::{
-    Endianness, Object as _, ObjectSymbol as _, ReadCache, SymbolKind,
-    elf::PT_TLS,
+    Endianness, Object as _, ObjectSymbol as _, ReadCache, RelocationFlags, RelocationTarget,
+    SymbolKind,
+    elf::{PT_TLS, R_X86_64_TLSDESC, R_X86_64_TPOFF64},
     read::elf::{ElfFile64, ProgramHeader as _},
 };
 
@@ -118,6 +125,77 @@ fn symbol<'data, R: object::ReadRef<'data>>(
         return Some((s.address(), true));
     }
     elf.symbols().find(is_slot).map(|s| (s.address(), false))
+}
+
+/// Finds the slot of a shared library mapped in process `pid` at `base`
+/// (the address its file offset 0 is mapped at), opened through `path`
+/// (e.g. `/proc/PID/map_files/…`). `None`: the library does not define the
+/// variable, or its block is not in static TLS (yet).
+pub fn find_in_library(
+    pid: u32,
+    path: &Path,
+    base: u64,
+) -> Result<Option<TlsSlot>, ThreadCtxError> {
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(|source| ThreadCtxError::Open {
+        path: shown(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let elf = ElfFile64::<Endianness, _>::parse(&cache).map_err(|source| ThreadCtxError::Elf {
+        path: shown(),
+        source,
+    })?;
+    // The OTEP requires the symbol in .dynsym; a library's own access to
+    // it is a dynamic relocation against that symbol.
+    let Some(index) = elf
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(SYMBOL) && s.kind() == SymbolKind::Tls && !s.is_undefined())
+        .map(|s| s.index())
+    else {
+        return Ok(None);
+    };
+    let Some(relocations) = elf.dynamic_relocations() else {
+        return Ok(None);
+    };
+    for (address, reloc) in relocations {
+        let RelocationFlags::Elf { r_type } = reloc.flags() else {
+            continue;
+        };
+        if reloc.target() != RelocationTarget::Symbol(index) {
+            continue;
+        }
+        // TLSDESC: {resolver, argument}; for a block in static TLS the
+        // argument is the offset from the thread pointer. TPOFF64 (initial
+        // exec): the entry is the offset itself.
+        let at = match r_type {
+            R_X86_64_TLSDESC => base.wrapping_add(address).wrapping_add(8),
+            R_X86_64_TPOFF64 => base.wrapping_add(address),
+            _ => continue,
+        };
+        if let Some(offset) = read_i64(pid, at).filter(|&o| is_static_tls_offset(o)) {
+            return Ok(Some(TlsSlot {
+                tp_offset: offset,
+                exported: true,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Static TLS sits just below the thread pointer; anything else in a GOT
+/// entry (a lazy resolver's argument, a dynamic-TLS descriptor) is a
+/// pointer, far away.
+fn is_static_tls_offset(offset: i64) -> bool {
+    (-(1 << 24)..0).contains(&offset)
+}
+
+fn read_i64(pid: u32, address: u64) -> Option<i64> {
+    use std::os::unix::fs::FileExt as _;
+    let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut buf = [0u8; 8];
+    mem.read_exact_at(&mut buf, address).ok()?;
+    Some(i64::from_ne_bytes(buf))
 }
 
 /// How far below the thread pointer the executable's TLS block starts:

@@ -44,6 +44,9 @@ pub const C_FUTEX_OPS: &str = env!("SPANLET_WORKLOAD_C_FUTEX_OPS");
 pub const C_PINGPONG: &str = env!("SPANLET_WORKLOAD_C_PINGPONG");
 /// Threads blocked when a capture stops, or when their process exits.
 pub const C_LIFECYCLE: &str = env!("SPANLET_WORKLOAD_C_LIFECYCLE");
+/// pthread mutexes with thread context from a shared library
+/// (`workloads/c_thread_ctx.c`, `workloads/otel_ctx_lib.c`).
+pub const C_THREAD_CTX: &str = env!("SPANLET_WORKLOAD_C_THREAD_CTX");
 /// Python threading.Lock workload (`workloads/py_lock.py`).
 pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
 
