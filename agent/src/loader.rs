@@ -181,20 +181,25 @@ impl Tracer {
             opts.ringbuf_bytes,
         )?;
         config.obi_ctx = u32::from(obi.is_some());
-        let mut loader = EbpfLoader::new();
-        if let Some(path) = obi {
-            // aya opens a pinned map at this path (and would create one if
-            // there were none: `usable_obi_map` just checked there is).
-            loader.map_pin_path(maps::OBI_CTX, path);
-        }
-        let mut ebpf = loader
-            // SPANLET_WAIT_STATE is task-local storage, which aya creates
-            // but has no typed API for (see `task_storage`).
-            .allow_unsupported_maps()
-            .override_global(globals::CONFIG, &config, true)
-            .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(LoadError::Load)?;
+        let mut ebpf = {
+            // The loader holds the kernel's parsed BTF (about 9 MiB here):
+            // dropped as soon as the object is loaded, before attaching
+            // parses it again, so the two never add up in the peak RSS.
+            let mut loader = EbpfLoader::new();
+            if let Some(path) = obi {
+                // aya opens a pinned map at this path (and would create one
+                // if there were none: `usable_obi_map` just checked there is).
+                loader.map_pin_path(maps::OBI_CTX, path);
+            }
+            loader
+                // SPANLET_WAIT_STATE is task-local storage, which aya creates
+                // but has no typed API for (see `task_storage`).
+                .allow_unsupported_maps()
+                .override_global(globals::CONFIG, &config, true)
+                .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)
+                .load(EBPF_OBJECT)
+                .map_err(LoadError::Load)?
+        };
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
