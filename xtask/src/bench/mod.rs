@@ -8,6 +8,7 @@ mod bpfstats;
 mod child;
 mod decode;
 mod machine;
+mod misses;
 mod outputs;
 mod parse;
 mod passes;

@@ -79,6 +79,7 @@ pub fn markdown(r: &Results, paths: &Paths) -> String {
     bpf_stats(&mut md, r);
     agent(&mut md, r);
     targets(&mut md, r);
+    super::misses::explain(&mut md, r);
     meaning(&mut md);
     md
 }
