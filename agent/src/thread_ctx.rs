@@ -65,18 +65,32 @@ pub enum ThreadCtxError {
 /// Finds the slot in an executable; `None` when it does not publish thread
 /// context.
 pub fn find_in_file(path: &Path) -> Result<Option<TlsSlot>, ThreadCtxError> {
-    let shown = || path.display().to_string();
-    let file = File::open(path).map_err(|source| ThreadCtxError::Open {
-        path: shown(),
+    let cache = open(path)?;
+    let elf = parse(path, &cache)?;
+    find(&elf).map_err(|why| ThreadCtxError::Malformed {
+        path: path.display().to_string(),
+        why,
+    })
+}
+
+/// A file to parse lazily: only the headers and tables read are loaded.
+fn open(path: &Path) -> Result<ReadCache<File>, ThreadCtxError> {
+    File::open(path)
+        .map(ReadCache::new)
+        .map_err(|source| ThreadCtxError::Open {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn parse<'a>(
+    path: &Path,
+    cache: &'a ReadCache<File>,
+) -> Result<ElfFile64<'a, Endianness, &'a ReadCache<File>>, ThreadCtxError> {
+    ElfFile64::parse(cache).map_err(|source| ThreadCtxError::Elf {
+        path: path.display().to_string(),
         source,
-    })?;
-    // Reads only the headers and symbol tables, not the whole binary.
-    let cache = ReadCache::new(file);
-    let elf = ElfFile64::<Endianness, _>::parse(&cache).map_err(|source| ThreadCtxError::Elf {
-        path: shown(),
-        source,
-    })?;
-    find(&elf).map_err(|why| ThreadCtxError::Malformed { path: shown(), why })
+    })
 }
 
 fn find<'data, R: object::ReadRef<'data>>(
@@ -136,16 +150,8 @@ pub fn find_in_library(
     path: &Path,
     base: u64,
 ) -> Result<Option<TlsSlot>, ThreadCtxError> {
-    let shown = || path.display().to_string();
-    let file = File::open(path).map_err(|source| ThreadCtxError::Open {
-        path: shown(),
-        source,
-    })?;
-    let cache = ReadCache::new(file);
-    let elf = ElfFile64::<Endianness, _>::parse(&cache).map_err(|source| ThreadCtxError::Elf {
-        path: shown(),
-        source,
-    })?;
+    let cache = open(path)?;
+    let elf = parse(path, &cache)?;
     // The OTEP requires the symbol in .dynsym; a library's own access to
     // it is a dynamic relocation against that symbol.
     let Some(index) = elf

@@ -809,3 +809,139 @@ pub fn ratio(part: usize, whole: usize) -> f64 {
         part as f64 / whole as f64
     }
 }
+
+// ---------------------------------------------------------------------------
+// Thread-context workloads
+
+/// A thread of `rust_thread_ctx`'s ground truth, with the context it
+/// published (hex ids, `None` when it published none).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CtxThread {
+    pub tid: u32,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+}
+
+/// `rust_thread_ctx`'s ground truth.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CtxTruth {
+    pub pid: u32,
+    pub hold_ms: u64,
+    pub holder: CtxThread,
+    pub waiters: Vec<CtxThread>,
+}
+
+impl CtxTruth {
+    /// Waiters that published a context.
+    pub fn waiters_with_ctx(&self) -> usize {
+        self.waiters.iter().filter(|w| w.trace_id.is_some()).count()
+    }
+}
+
+/// `rust_thread_ctx 3 300` (tests pass `env!("CARGO_BIN_EXE_rust_thread_ctx")`)
+/// recorded with `--min-wait 1ms` and `extra` spanlet flags, with its ground
+/// truth. `None`: skipped (see the harness).
+pub fn record_ctx_workload(program: &str, extra: &[&str]) -> Option<(Recording, CtxTruth)> {
+    let mut args = vec!["--min-wait", "1ms"];
+    args.extend_from_slice(extra);
+    let rec = record_command(&args, program, &["3", "300"])?;
+    let truth = rec.truth();
+    Some((rec, truth))
+}
+
+/// A JSON string field of an exported spanlet, as text.
+pub fn text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// A child killed and reaped when the test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `spanlet record --pid PID --min-wait 1ms [EXTRA...]` until the
+/// process exits: `go` is called once the programs are attached (the
+/// capture's first record is written then), to let the workload start.
+/// Returns the exported spanlets.
+pub fn record_pid_until_exit(pid: u32, extra: &[&str], go: impl FnOnce()) -> Vec<Spanlet> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let capture = dir.path().join("pid.spanlet");
+    let mut agent = Reaped(
+        Command::new(spanlet_bin())
+            .args(["record", "--min-wait", "1ms", "--pid", &pid.to_string()])
+            .arg("--output")
+            .arg(&capture)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spanlet record starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "spanlet record did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    go();
+    let status = agent
+        .0
+        .wait()
+        .expect("spanlet record ends with its process");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = agent.0.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "spanlet record failed: {stderr}");
+    export_jsonl(&capture)
+}
+
+/// A workload started with stdin and stdout piped that prints its threads'
+/// ids as a JSON line, then waits for a line on stdin before it contends.
+pub struct GatedWorkload {
+    child: Reaped,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl GatedWorkload {
+    /// Starts it and returns it with its first line, parsed.
+    pub fn start<T: DeserializeOwned>(program: &str, args: &[&str]) -> (Self, T) {
+        let mut child = Reaped(
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+        );
+        let mut out = std::io::BufReader::new(child.0.stdout.take().expect("stdout piped"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("the workload's first line");
+        let first = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad first line {line:?} from {program}: {e}"));
+        (Self { child, out }, first)
+    }
+
+    /// Lets it go, and reads the rest of its output (until it exits).
+    pub fn go(&mut self) {
+        use std::io::Write as _;
+        let mut stdin = self.child.0.stdin.take().expect("stdin piped");
+        stdin.write_all(b"go\n").expect("write to the workload");
+        drop(stdin);
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+    }
+}
+
+/// Thread ids printed first by the gated workloads.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GateTids {
+    pub pid: u32,
+    pub holder: u32,
+    pub waiters: Vec<u32>,
+}

@@ -8,13 +8,12 @@
 //!
 //! Needs root and eBPF (see the harness for skip/fail rules).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde::Deserialize;
-use spanlet_tests::{export_jsonl, kernel_ready, kernel_test_lock, spanlet_bin};
+use spanlet_tests::{
+    GateTids, GatedWorkload, kernel_ready, kernel_test_lock, record_pid_until_exit, text,
+};
 
 /// A bpffs mounted on a temporary directory, unmounted on drop.
 struct Bpffs {
@@ -48,16 +47,6 @@ impl Drop for Bpffs {
     }
 }
 
-/// A child killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn bpftool(args: &[&str]) {
     let out = Command::new("bpftool")
         .args(args)
@@ -76,13 +65,6 @@ fn hex_bytes(bytes: &[u8]) -> Vec<String> {
 
 fn hex(bytes: &[u8]) -> String {
     hex_bytes(bytes).concat()
-}
-
-#[derive(Deserialize)]
-struct Tids {
-    pid: u32,
-    holder: u32,
-    waiters: Vec<u32>,
 }
 
 #[test]
@@ -110,18 +92,10 @@ fn threads_without_otep_context_take_it_from_obi_s_pinned_map() {
         "traces_ctx_v1",
     ]);
 
-    let mut workload = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_rust_thread_ctx"))
-            .args(["2", "300", "--obi"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("workload starts"),
+    let (mut workload, tids): (GatedWorkload, GateTids) = GatedWorkload::start(
+        env!("CARGO_BIN_EXE_rust_thread_ctx"),
+        &["2", "300", "--obi"],
     );
-    let mut out = BufReader::new(workload.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("the workload's thread ids");
-    let tids: Tids = serde_json::from_str(&line).expect("thread ids JSON");
 
     // OBI's entries: the holder in trace B, the first waiter in trace A; the
     // second waiter has none.
@@ -140,52 +114,7 @@ fn threads_without_otep_context_take_it_from_obi_s_pinned_map() {
     let holder_ctx = entry(tids.holder, 0xbe, 0xb5);
     let waiter_ctx = entry(tids.waiters[0], 0xae, 0xa5);
 
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("obi.spanlet");
-    let mut agent = Reaped(
-        Command::new(spanlet_bin())
-            .args([
-                "record",
-                "--min-wait",
-                "1ms",
-                "--pid",
-                &tids.pid.to_string(),
-            ])
-            .arg("--output")
-            .arg(&capture)
-            .args(["--obi-ctx-map", map_arg])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet record starts"),
-    );
-    // The capture's first record is written once the programs are attached.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
-        assert!(Instant::now() < deadline, "spanlet record did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    workload.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let status = agent
-        .0
-        .wait()
-        .expect("spanlet record ends with its process");
-    let mut stderr = String::new();
-    agent
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(status.success(), "spanlet record failed: {stderr}");
-
-    let spanlets = export_jsonl(&capture);
-    let text =
-        |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str().map(str::to_owned));
+    let spanlets = record_pid_until_exit(tids.pid, &["--obi-ctx-map", map_arg], || workload.go());
     let long_wait = |tid: u32| {
         let waits: Vec<_> = spanlets
             .iter()

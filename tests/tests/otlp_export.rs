@@ -9,28 +9,13 @@
 
 use std::ffi::OsStr;
 
-use serde::Deserialize;
 use spanlet_tests::{
-    assert_success, collector::Received, collector::Rotel, collector::TlsFront, kernel_test_lock,
-    record_command, spanlet,
+    CtxTruth, assert_success, collector::Received, collector::Rotel, collector::TlsFront,
+    kernel_test_lock, record_command, record_ctx_workload, spanlet,
 };
 
-#[derive(Debug, Deserialize)]
-struct Thread {
-    tid: u32,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Truth {
-    pid: u32,
-    holder: Thread,
-    waiters: Vec<Thread>,
-}
-
 /// What a collector must have received for the thread-context workload.
-fn check(got: &Received, truth: &Truth, how: &str) {
+fn check(got: &Received, truth: &CtxTruth, how: &str) {
     let (b_trace, b_span) = (
         truth.holder.trace_id.as_deref().unwrap(),
         truth.holder.span_id.as_deref().unwrap(),
@@ -129,20 +114,10 @@ fn replay(capture: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn replay_reaches_a_real_collector_over_grpc_and_http() {
     let _serial = kernel_test_lock();
-    let Some(rec) = record_command(
-        &["--min-wait", "1ms"],
-        env!("CARGO_BIN_EXE_rust_thread_ctx"),
-        &["3", "300"],
-    ) else {
+    let Some((rec, truth)) = record_ctx_workload(env!("CARGO_BIN_EXE_rust_thread_ctx"), &[]) else {
         return;
     };
-    let truth: Truth = rec.truth();
-    let waits = rec.export().len();
-    let with_ctx = truth
-        .waiters
-        .iter()
-        .filter(|w| w.trace_id.is_some())
-        .count();
+    let (waits, with_ctx) = (rec.export().len(), truth.waiters_with_ctx());
 
     for (protocol, extra) in [("grpc", None), ("http/protobuf", Some("gzip"))] {
         let Some(rotel) = Rotel::start() else { return };
@@ -209,28 +184,12 @@ fn record_exports_live_while_it_records() {
     let Some(rotel) = Rotel::start() else { return };
     let url = rotel.grpc_url();
     let _serial = kernel_test_lock();
-    let Some(rec) = record_command(
-        &[
-            "--min-wait",
-            "1ms",
-            "--otlp",
-            "--otlp-protocol",
-            "grpc",
-            "--otlp-endpoint",
-            &url,
-        ],
-        env!("CARGO_BIN_EXE_rust_thread_ctx"),
-        &["3", "300"],
-    ) else {
+    let live = ["--otlp", "--otlp-protocol", "grpc", "--otlp-endpoint", &url];
+    let Some((rec, truth)) = record_ctx_workload(env!("CARGO_BIN_EXE_rust_thread_ctx"), &live)
+    else {
         return;
     };
-    let truth: Truth = rec.truth();
-    let recorded = rec.export().len();
-    let with_ctx = truth
-        .waiters
-        .iter()
-        .filter(|w| w.trace_id.is_some())
-        .count();
+    let (recorded, with_ctx) = (rec.export().len(), truth.waiters_with_ctx());
     check(&rotel.received(recorded, with_ctx), &truth, "record --otlp");
     assert!(
         rec.stderr
@@ -243,20 +202,10 @@ fn record_exports_live_while_it_records() {
 #[test]
 fn replay_over_tls_trusts_the_given_ca_and_presents_a_client_certificate() {
     let _serial = kernel_test_lock();
-    let Some(rec) = record_command(
-        &["--min-wait", "1ms"],
-        env!("CARGO_BIN_EXE_rust_thread_ctx"),
-        &["3", "300"],
-    ) else {
+    let Some((rec, truth)) = record_ctx_workload(env!("CARGO_BIN_EXE_rust_thread_ctx"), &[]) else {
         return;
     };
-    let truth: Truth = rec.truth();
-    let waits = rec.export().len();
-    let with_ctx = truth
-        .waiters
-        .iter()
-        .filter(|w| w.trace_id.is_some())
-        .count();
+    let (waits, with_ctx) = (rec.export().len(), truth.waiters_with_ctx());
     for protocol in ["grpc", "http/protobuf"] {
         let Some(rotel) = Rotel::start() else { return };
         let target = match protocol {

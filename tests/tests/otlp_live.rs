@@ -7,23 +7,14 @@
 //! Needs root and eBPF, and rotel (`cargo xtask setup` installs it).
 
 use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use spanlet_tests::{
-    Background, collector::Received, collector::Rotel, kernel_ready, kernel_test_lock, spanlet_bin,
+    Background, Reaped, collector::Received, collector::Rotel, kernel_ready, kernel_test_lock,
+    spanlet_bin,
 };
-
-/// A child killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The number after `label` in `text`, e.g. "OTLP: 12 spanlets exported".
 fn number_before(text: &str, label: &str) -> Option<u64> {

@@ -7,47 +7,17 @@
 //!
 //! Needs root and eBPF (see the harness for skip/fail rules).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use serde::Deserialize;
-use serde_json::Value;
 use spanlet_tests::{
-    C_THREAD_CTX, Spanlet, assert_only_pid, describe, export_jsonl, kernel_ready, kernel_test_lock,
-    record_command, spanlet_bin,
+    C_THREAD_CTX, GateTids, GatedWorkload, Spanlet, assert_only_pid, describe, kernel_ready,
+    kernel_test_lock, record_ctx_workload, record_pid_until_exit, text,
 };
-
-#[derive(Debug, Deserialize)]
-struct Thread {
-    tid: u32,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Truth {
-    pid: u32,
-    hold_ms: u64,
-    holder: Thread,
-    waiters: Vec<Thread>,
-}
-
-fn text(v: &Option<Value>) -> Option<String> {
-    v.as_ref().and_then(|v| v.as_str().map(str::to_owned))
-}
 
 #[test]
 fn waits_carry_the_waiter_trace_and_link_to_the_holder_span() {
     let _serial = kernel_test_lock();
-    let Some(rec) = record_command(
-        &["--min-wait", "1ms"],
-        env!("CARGO_BIN_EXE_rust_thread_ctx"),
-        &["3", "300"],
-    ) else {
+    let Some((rec, truth)) = record_ctx_workload(env!("CARGO_BIN_EXE_rust_thread_ctx"), &[]) else {
         return;
     };
-    let truth: Truth = rec.truth();
     let spanlets = rec.export();
     assert_only_pid(&spanlets, truth.pid);
     let all = describe(&spanlets, 40);
@@ -94,23 +64,6 @@ fn waits_carry_the_waiter_trace_and_link_to_the_holder_span() {
     }
 }
 
-/// A child killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Deserialize)]
-struct Tids {
-    pid: u32,
-    holder: u32,
-    waiters: Vec<u32>,
-}
-
 /// The variable can live in a shared library (here a C writer built with
 /// the TLSDESC dialect), whose TLS block the dynamic loader places at run
 /// time; the waits are on glibc pthread mutexes, whose holder comes from
@@ -121,62 +74,9 @@ fn context_published_by_a_shared_library_is_found() {
     if !kernel_ready() {
         return;
     }
-    let mut workload = Reaped(
-        Command::new(C_THREAD_CTX)
-            .args(["2", "300"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("workload starts"),
-    );
-    let mut out = BufReader::new(workload.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("the workload's thread ids");
-    let tids: Tids = serde_json::from_str(&line).expect("thread ids JSON");
-
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("lib.spanlet");
-    let mut agent = Reaped(
-        Command::new(spanlet_bin())
-            .args([
-                "record",
-                "--min-wait",
-                "1ms",
-                "--pid",
-                &tids.pid.to_string(),
-            ])
-            .arg("--output")
-            .arg(&capture)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet record starts"),
-    );
-    // The capture's first record is written once the programs are attached.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
-        assert!(Instant::now() < deadline, "spanlet record did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    workload.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let status = agent
-        .0
-        .wait()
-        .expect("spanlet record ends with its process");
-    let mut stderr = String::new();
-    agent
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(status.success(), "spanlet record failed: {stderr}");
-
-    let spanlets = export_jsonl(&capture);
+    let (mut workload, tids): (GatedWorkload, GateTids) =
+        GatedWorkload::start(C_THREAD_CTX, &["2", "300"]);
+    let spanlets = record_pid_until_exit(tids.pid, &[], || workload.go());
     let all = describe(&spanlets, 40);
     let hex = |b: u8, n: usize| format!("{b:02x}").repeat(n);
     let (b_trace, b_span) = (hex(0xcb, 16), hex(0xc1, 8));
