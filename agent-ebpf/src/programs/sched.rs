@@ -117,7 +117,7 @@ fn try_sched_process_exec(ctx: &BtfTracePointContext) {
     let bprm: *const u8 = ctx.arg(2);
     if let Some(key) = exec_file(bprm as u64)
         // SAFETY: a pointer into a map value, valid for this program run.
-        && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(&key).map(|v| unsafe { *v })
+        && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(key).map(|v| unsafe { *v })
     {
         let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
     }

@@ -29,7 +29,7 @@ pub fn of_current(task: *const u8, tgid: u32) -> ThreadCtx {
 fn obi(task: *const u8, tgid: u32) -> Option<ThreadCtx> {
     let key = (u64::from(tgid) << 32) | u64::from(regs::trusted_task_tid(task));
     // SAFETY: a pointer into a map value, valid for this program run.
-    let value = unsafe { *OBI_CTX.get_ptr(&key)? };
+    let value = unsafe { *OBI_CTX.get_ptr(key)? };
     (value.trace_id != [0; 16]).then_some(ThreadCtx {
         trace_id: value.trace_id,
         span_id: value.span_id,
