@@ -115,4 +115,41 @@ fn thread_ctx_in_a_library(workloads: &std::path::Path, out_dir: &std::path::Pat
         "cargo::rustc-env=SPANLET_WORKLOAD_C_THREAD_CTX={}",
         exe.display()
     );
+
+    // The same writer with initial-exec TLS, for dlopen (`c_dlopen_ctx`).
+    let lib_ie = out_dir.join("libotelctx_ie.so");
+    gcc(&[
+        "-O2".as_ref(),
+        "-g".as_ref(),
+        "-fPIC".as_ref(),
+        "-shared".as_ref(),
+        "-ftls-model=initial-exec".as_ref(),
+        "-o".as_ref(),
+        lib_ie.as_os_str(),
+        lib_src.as_os_str(),
+    ]);
+    let src = workloads.join("c_dlopen_ctx.c");
+    let exe = out_dir.join("c_dlopen_ctx");
+    println!("cargo::rerun-if-changed={}", src.display());
+    gcc(&[
+        "-O2".as_ref(),
+        "-g".as_ref(),
+        "-pthread".as_ref(),
+        "-Wall".as_ref(),
+        "-Wextra".as_ref(),
+        "-I".as_ref(),
+        workloads.as_os_str(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+        src.as_os_str(),
+        "-ldl".as_ref(),
+    ]);
+    println!(
+        "cargo::rustc-env=SPANLET_WORKLOAD_C_DLOPEN_CTX={}",
+        exe.display()
+    );
+    println!(
+        "cargo::rustc-env=SPANLET_LIB_OTELCTX_IE={}",
+        lib_ie.display()
+    );
 }

@@ -47,6 +47,10 @@ pub const C_LIFECYCLE: &str = env!("SPANLET_WORKLOAD_C_LIFECYCLE");
 /// pthread mutexes with thread context from a shared library
 /// (`workloads/c_thread_ctx.c`, `workloads/otel_ctx_lib.c`).
 pub const C_THREAD_CTX: &str = env!("SPANLET_WORKLOAD_C_THREAD_CTX");
+/// Thread context from a library dlopened later (`workloads/c_dlopen_ctx.c`)
+/// and that library (initial-exec TLS).
+pub const C_DLOPEN_CTX: &str = env!("SPANLET_WORKLOAD_C_DLOPEN_CTX");
+pub const LIB_OTELCTX_IE: &str = env!("SPANLET_LIB_OTELCTX_IE");
 /// Python threading.Lock workload (`workloads/py_lock.py`).
 pub const PY_LOCK: &str = env!("SPANLET_WORKLOAD_PY_LOCK");
 

@@ -8,8 +8,8 @@
 //! Needs root and eBPF (see the harness for skip/fail rules).
 
 use spanlet_tests::{
-    C_THREAD_CTX, GateTids, GatedWorkload, Spanlet, assert_only_pid, describe, kernel_ready,
-    kernel_test_lock, record_ctx_workload, record_pid_until_exit, text,
+    C_DLOPEN_CTX, C_THREAD_CTX, GateTids, GatedWorkload, LIB_OTELCTX_IE, Spanlet, assert_only_pid,
+    describe, kernel_ready, kernel_test_lock, record_ctx_workload, record_pid_until_exit, text,
 };
 
 #[test]
@@ -110,4 +110,40 @@ fn context_published_by_a_shared_library_is_found() {
             wait.brief()
         );
     }
+}
+
+/// A library that publishes thread context, loaded with dlopen after
+/// spanlet attached: the agent finds nothing at first and must find it on
+/// its periodic look (every 2 s), before the threads contend (3 s later).
+#[test]
+fn context_from_a_library_dlopened_after_attach_is_found() {
+    let _serial = kernel_test_lock();
+    if !kernel_ready() {
+        return;
+    }
+    let (mut workload, tids): (GatedWorkload, GateTids) =
+        GatedWorkload::start(C_DLOPEN_CTX, &[LIB_OTELCTX_IE, "300", "3000"]);
+    let spanlets = record_pid_until_exit(tids.pid, &[], || workload.go());
+    let all = describe(&spanlets, 40);
+    let waits: Vec<&Spanlet> = spanlets
+        .iter()
+        .filter(|s| s.tid == tids.waiters[0] && s.wait_ns > 150_000_000)
+        .collect();
+    let [wait] = waits.as_slice() else {
+        panic!("the waiter should have one long wait:\n{all}");
+    };
+    let hex = |b: u8, n: usize| format!("{b:02x}").repeat(n);
+    assert_eq!(wait.holder_tid, Some(tids.holder), "{}", wait.brief());
+    assert_eq!(
+        (text(&wait.trace_id), text(&wait.span_id)),
+        (Some(hex(0xee, 16)), Some(hex(0xe1, 8))),
+        "the waiter's context, from the dlopened library: {}",
+        wait.brief()
+    );
+    assert_eq!(
+        (text(&wait.holder_trace_id), text(&wait.holder_span_id)),
+        (Some(hex(0xdd, 16)), Some(hex(0xd1, 8))),
+        "the holder's: {}",
+        wait.brief()
+    );
 }
