@@ -131,15 +131,14 @@ impl<'a> Bench<'a> {
         self.done += 1;
         let what = format!("{} {} ({pass:?} {rep})", scenario.name(), mode.name()).to_lowercase();
         let progress = format!("bench: [{}/{}] {what}", self.done, self.total);
-        // A run that reads program statistics (the statistics pass, and
-        // every run of a smoke pass) can lose a race with the tracer's own
-        // exit (see run::read_workload); it is repeated rather than
-        // reported short or failing the smoke pass.
-        let attempts = if prog_stats { 3 } else { 1 };
+        // A statistics-pass run can lose a race with the tracer's own exit
+        // (see run::read_workload); it is repeated rather than reported
+        // short. (A smoke pass only checks that statistics exist.)
+        let attempts = if pass == Pass::BpfStats { 3 } else { 1 };
         let mut result = run::run(&req);
         for _ in 1..attempts {
             match &result {
-                Err(err) => {
+                Err(err) if !self.smoke => {
                     eprintln!("{progress} retrying: {err:#}");
                     thread::sleep(SETTLE);
                     result = run::run(&req);

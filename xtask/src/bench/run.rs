@@ -201,7 +201,7 @@ fn run_launched(req: &Request, label: &str, stderr: &Path, capture: &Path) -> Re
     let watchdog = Watchdog::arm(child.id(), req.timeout);
     let tracer_pid = (req.mode != Mode::Untraced).then(|| child.id());
     let stdout = child.stdout()?;
-    let read = read_workload(stdout, req.workload.output, tracer_pid, req.prog_stats);
+    let read = read_workload(stdout, req.workload.output, tracer_pid, stats_wanted(req));
     watchdog.check()?;
     let status = child.wait_for(EXIT_TIMEOUT)?;
     if !status.success() {
@@ -265,7 +265,7 @@ fn run_outside(req: &Request, label: &str, stderr: &Path, capture: &Path) -> Res
         workload.stdout()?,
         req.workload.output,
         tracer_pid,
-        req.prog_stats,
+        stats_wanted(req),
     );
     watchdog.check()?;
     let status = workload.wait_for(EXIT_TIMEOUT)?;
@@ -313,12 +313,31 @@ fn log_file(path: &Path) -> Result<File> {
 
 /// Reads the workload's output to its end, sampling the tracer when the
 /// timed phase starts and ends.
+/// Which program statistics a run reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stats {
+    None,
+    /// Whatever is there at the end (a smoke pass checks they exist).
+    Partial,
+    /// All of them, or the run fails (the statistics pass, which retries).
+    Complete,
+}
+
+fn stats_wanted(req: &Request) -> Stats {
+    match (req.prog_stats, req.pass) {
+        (false, _) => Stats::None,
+        (true, Pass::BpfStats) => Stats::Complete,
+        (true, _) => Stats::Partial,
+    }
+}
+
 fn read_workload(
     stdout: ChildStdout,
     output: Output,
     tracer: Option<u32>,
-    prog_stats: bool,
+    stats: Stats,
 ) -> Result<(Measured, Option<TracerRecord>)> {
+    let prog_stats = stats != Stats::None;
     let sample = || tracer.map(|pid| (Instant::now(), procfs::sample(pid, prog_stats)));
     // Program names are read after the start's sample, not to delay the end's.
     let names = || {
@@ -372,7 +391,7 @@ fn read_workload(
             }
         }
     };
-    if let (true, Some((_, s0)), Some((_, s1))) = (prog_stats, &start, &end)
+    if let (Stats::Complete, Some((_, s0)), Some((_, s1))) = (stats, &start, &end)
         && s0.progs.keys().any(|id| !s1.progs.contains_key(id))
     {
         // The workload's last line can come after it exited (sysbench), and
