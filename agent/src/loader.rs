@@ -20,7 +20,7 @@ use crate::{
     kernel_config,
     probes::{self, AttachError, AttachPlan},
     spanlet::CaptureStats,
-    thread_ctx::TlsSlot,
+    thread_ctx::{LibraryCtx, TlsSlot},
 };
 
 /// How to load the programs.
@@ -37,26 +37,6 @@ pub struct LoadOptions {
 
 /// How often processes without a thread-context slot are looked at again.
 const CTX_RETRY: Duration = Duration::from_secs(2);
-
-/// The slot in one of the shared libraries `pid` has mapped, if any.
-fn library_slot(pid: u32) -> Option<TlsSlot> {
-    crate::procfs::file_mappings(pid).into_iter().find_map(|m| {
-        // map_files opens the very file mapped, whatever mount namespace or
-        // later rename.
-        let path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-        match crate::thread_ctx::find_in_library(pid, Path::new(&path), m.start) {
-            Ok(Some(slot)) => {
-                tracing::debug!(pid, library = %m.path, "thread context in a shared library");
-                Some(slot)
-            }
-            Ok(None) => None,
-            Err(err) => {
-                tracing::trace!(pid, library = %m.path, %err, "not a library to look in");
-                None
-            }
-        }
-    })
-}
 
 /// OBI's default pin path for its trace-context map.
 pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
@@ -146,6 +126,9 @@ pub struct Tracer {
     thread_ctx_any: Array<MapData, u32>,
     /// Traced processes without a slot yet, and when they were last looked at.
     ctx_missing: std::collections::HashMap<u32, std::time::Instant>,
+    /// Executables and libraries already read that do not define the
+    /// variable: the periodic look does not read them again.
+    files_without_ctx: std::collections::HashSet<FileKey>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -237,6 +220,7 @@ impl Tracer {
             thread_ctx_by_file,
             thread_ctx_any,
             ctx_missing: std::collections::HashMap::new(),
+            files_without_ctx: std::collections::HashSet::new(),
             counters,
             events: Some(events),
         };
@@ -295,10 +279,8 @@ impl Tracer {
     /// every traced process at start and again after it calls exec. A
     /// process that publishes none, or is gone, simply has no context.
     pub fn track_thread_ctx(&mut self, pid: u32) -> Option<TlsSlot> {
-        let Some(slot) = self
-            .know_program(Path::new(&format!("/proc/{pid}/exe")))
-            .or_else(|| library_slot(pid))
-        else {
+        let exe = self.know_program(Path::new(&format!("/proc/{pid}/exe")));
+        let Some(slot) = exe.or_else(|| self.library_slot(pid)) else {
             // Perhaps a library that publishes it is not loaded yet, or not
             // used yet: look again from time to time while it runs.
             self.ctx_missing.insert(pid, std::time::Instant::now());
@@ -339,14 +321,52 @@ impl Tracer {
         }
     }
 
+    /// The slot in one of the shared libraries `pid` has mapped, if any.
+    /// Libraries already seen not to define the variable are not read again.
+    fn library_slot(&mut self, pid: u32) -> Option<TlsSlot> {
+        for m in crate::procfs::file_mappings(pid) {
+            // map_files opens the very file mapped, whatever mount namespace
+            // or later rename.
+            let path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let key = crate::thread_ctx::key_of(Path::new(&path)).ok();
+            if key.is_some_and(|k| self.files_without_ctx.contains(&k)) {
+                continue;
+            }
+            match crate::thread_ctx::find_in_library(pid, Path::new(&path), m.start) {
+                Ok(LibraryCtx::Slot(slot)) => {
+                    tracing::debug!(pid, library = %m.path, "thread context in a shared library");
+                    return Some(slot);
+                }
+                Ok(LibraryCtx::NotYet) => {}
+                Ok(LibraryCtx::NoVariable) => self.files_without_ctx.extend(key),
+                Err(err) => {
+                    tracing::trace!(pid, library = %m.path, %err, "not a library to look in");
+                }
+            }
+        }
+        None
+    }
+
     /// Looks for the thread-context slot in the program at `path` and, if
     /// it has one, tells the kernel side, so that any traced process that
     /// execs this file gets its slot at exec, before its first instruction
     /// (a launched command is looked at before it is started).
     pub fn know_program(&mut self, path: &Path) -> Option<TlsSlot> {
+        let key = crate::thread_ctx::key_of(path);
+        if key
+            .as_ref()
+            .is_ok_and(|k| self.files_without_ctx.contains(k))
+        {
+            return None;
+        }
         let slot = match crate::thread_ctx::find_in_file(path) {
             Ok(Some(slot)) => slot,
-            Ok(None) => return None,
+            Ok(None) => {
+                if let Ok(key) = key {
+                    self.files_without_ctx.insert(key);
+                }
+                return None;
+            }
             Err(err) => {
                 tracing::debug!(path = %path.display(), %err, "looking for thread context");
                 return None;
@@ -359,10 +379,6 @@ impl Tracer {
                 crate::thread_ctx::SYMBOL
             );
         }
-        let key = std::fs::metadata(path).map(|m| {
-            use std::os::unix::fs::MetadataExt as _;
-            crate::thread_ctx::file_key(m.dev(), m.ino())
-        });
         let known = match key {
             Ok(key) => self.thread_ctx_by_file.insert(key, slot.tp_offset, 0),
             Err(err) => {

@@ -143,13 +143,8 @@ fn symbol<'data, R: object::ReadRef<'data>>(
 
 /// Finds the slot of a shared library mapped in process `pid` at `base`
 /// (the address its file offset 0 is mapped at), opened through `path`
-/// (e.g. `/proc/PID/map_files/…`). `None`: the library does not define the
-/// variable, or its block is not in static TLS (yet).
-pub fn find_in_library(
-    pid: u32,
-    path: &Path,
-    base: u64,
-) -> Result<Option<TlsSlot>, ThreadCtxError> {
+/// (e.g. `/proc/PID/map_files/…`).
+pub fn find_in_library(pid: u32, path: &Path, base: u64) -> Result<LibraryCtx, ThreadCtxError> {
     let cache = open(path)?;
     let elf = parse(path, &cache)?;
     // The OTEP requires the symbol in .dynsym; a library's own access to
@@ -159,10 +154,10 @@ pub fn find_in_library(
         .find(|s| s.name() == Ok(SYMBOL) && s.kind() == SymbolKind::Tls && !s.is_undefined())
         .map(|s| s.index())
     else {
-        return Ok(None);
+        return Ok(LibraryCtx::NoVariable);
     };
     let Some(relocations) = elf.dynamic_relocations() else {
-        return Ok(None);
+        return Ok(LibraryCtx::NoVariable);
     };
     for (address, reloc) in relocations {
         let RelocationFlags::Elf { r_type } = reloc.flags() else {
@@ -180,13 +175,29 @@ pub fn find_in_library(
             _ => continue,
         };
         if let Some(offset) = read_i64(pid, at).filter(|&o| is_static_tls_offset(o)) {
-            return Ok(Some(TlsSlot {
+            return Ok(LibraryCtx::Slot(TlsSlot {
                 tp_offset: offset,
                 exported: true,
             }));
         }
     }
-    Ok(None)
+    Ok(LibraryCtx::NotYet)
+}
+
+/// What a mapped library says about thread context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibraryCtx {
+    /// It does not define the variable: it never will.
+    NoVariable,
+    /// It defines it, but its GOT entry holds no static-TLS offset (yet).
+    NotYet,
+    Slot(TlsSlot),
+}
+
+/// The kernel's identity of the file at `path` (links followed).
+pub fn key_of(path: &Path) -> std::io::Result<agent_ebpf::FileKey> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).map(|m| file_key(m.dev(), m.ino()))
 }
 
 /// Static TLS sits just below the thread pointer; anything else in a GOT
