@@ -1,11 +1,14 @@
 //! Compiles the C workloads with gcc into OUT_DIR and tells the crate where
 //! they are (`SPANLET_WORKLOAD_C_MUTEX`, `SPANLET_WORKLOAD_C_CONDVAR`,
-//! `SPANLET_WORKLOAD_C_FUTEX_OPS`, `SPANLET_WORKLOAD_C_PINGPONG`, `SPANLET_WORKLOAD_C_LIFECYCLE`), and
-//! where the Python workload lives (`SPANLET_WORKLOAD_PY_LOCK`), so that
-//! tests run the programs whatever the working directory.
+//! `SPANLET_WORKLOAD_C_FUTEX_OPS`, `SPANLET_WORKLOAD_C_PINGPONG`,
+//! `SPANLET_WORKLOAD_C_LIFECYCLE`, and the thread-context ones below), and
+//! where the Python scripts live (`SPANLET_WORKLOAD_PY_LOCK`,
+//! `SPANLET_TLS_PROXY`), so that tests run the programs whatever the
+//! working directory.
 
 use std::env;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (source in workloads/, env var naming the built program)
@@ -23,29 +26,11 @@ fn main() {
     let workloads = manifest_dir.join("workloads");
 
     for (name, var) in C_WORKLOADS {
-        let src = workloads.join(format!("{name}.c"));
-        let exe = out_dir.join(name);
-        println!("cargo::rerun-if-changed={}", src.display());
-        // -g: the tests' failure messages are easier to follow in gdb, and
-        // spanlet may symbolize addresses. -O2: realistic code for glibc's
-        // inline lock paths.
-        let status = Command::new("gcc")
-            .args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-I"])
-            .arg(&workloads)
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run gcc to build {}: {e}", src.display()));
-        assert!(
-            status.success(),
-            "gcc failed to build {} ({status})",
-            src.display()
-        );
+        let exe = program(&workloads, &out_dir, name, &[]);
         println!("cargo::rustc-env={var}={}", exe.display());
     }
-
     thread_ctx_in_a_library(&workloads, &out_dir);
+
     println!(
         "cargo::rerun-if-changed={}",
         workloads.join("workload.h").display()
@@ -65,85 +50,87 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
 }
 
-/// `c_thread_ctx` (`SPANLET_WORKLOAD_C_THREAD_CTX`), whose thread context
-/// lives in a shared library of its own, `libotelctx.so`, built with the
-/// TLSDESC dialect and found through an rpath.
-fn thread_ctx_in_a_library(workloads: &std::path::Path, out_dir: &std::path::Path) {
-    let gcc = |args: &[&std::ffi::OsStr]| {
-        let status = Command::new("gcc")
-            .args(args)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
-        assert!(status.success(), "gcc {args:?} failed ({status})");
-    };
-    let lib_src = workloads.join("otel_ctx_lib.c");
-    let lib = out_dir.join("libotelctx.so");
-    println!("cargo::rerun-if-changed={}", lib_src.display());
+fn gcc(args: &[&OsStr]) {
+    let status = Command::new("gcc")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
+    assert!(status.success(), "gcc {args:?} failed ({status})");
+}
+
+/// Builds `workloads/NAME.c` into `OUT_DIR/NAME`, with `link` after the
+/// source (libraries, linker flags). -g: the tests' failure messages are
+/// easier to follow in gdb, and spanlet may symbolize addresses. -O2:
+/// realistic code for glibc's inline lock paths.
+fn program(workloads: &Path, out_dir: &Path, name: &str, link: &[&OsStr]) -> PathBuf {
+    let src = workloads.join(format!("{name}.c"));
+    let exe = out_dir.join(name);
+    println!("cargo::rerun-if-changed={}", src.display());
+    let mut args: Vec<&OsStr> = ["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-I"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend([
+        workloads.as_os_str(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+        src.as_os_str(),
+    ]);
+    args.extend_from_slice(link);
+    gcc(&args);
+    exe
+}
+
+/// Builds the OTEP 4947 writer `workloads/otel_ctx_lib.c` as a shared
+/// library with the given TLS flag.
+fn writer_library(workloads: &Path, lib: &Path, tls: &str) {
+    let src = workloads.join("otel_ctx_lib.c");
+    println!("cargo::rerun-if-changed={}", src.display());
     gcc(&[
         "-O2".as_ref(),
         "-g".as_ref(),
         "-fPIC".as_ref(),
         "-shared".as_ref(),
-        "-mtls-dialect=gnu2".as_ref(),
+        tls.as_ref(),
         "-Wall".as_ref(),
         "-Wextra".as_ref(),
         "-o".as_ref(),
         lib.as_os_str(),
-        lib_src.as_os_str(),
-    ]);
-    let src = workloads.join("c_thread_ctx.c");
-    let exe = out_dir.join("c_thread_ctx");
-    println!("cargo::rerun-if-changed={}", src.display());
-    let rpath = format!("-Wl,-rpath,{}", out_dir.display());
-    gcc(&[
-        "-O2".as_ref(),
-        "-g".as_ref(),
-        "-pthread".as_ref(),
-        "-Wall".as_ref(),
-        "-Wextra".as_ref(),
-        "-I".as_ref(),
-        workloads.as_os_str(),
-        "-o".as_ref(),
-        exe.as_os_str(),
         src.as_os_str(),
-        "-L".as_ref(),
-        out_dir.as_os_str(),
-        "-lotelctx".as_ref(),
-        rpath.as_ref(),
     ]);
+}
+
+/// `c_thread_ctx` (`SPANLET_WORKLOAD_C_THREAD_CTX`), whose thread context
+/// lives in a shared library of its own, `libotelctx.so`, built with the
+/// TLSDESC dialect and found through an rpath; and `c_dlopen_ctx`
+/// (`SPANLET_WORKLOAD_C_DLOPEN_CTX`), which dlopens an initial-exec build
+/// of the same library (`SPANLET_LIB_OTELCTX_IE`) after it started.
+fn thread_ctx_in_a_library(workloads: &Path, out_dir: &Path) {
+    writer_library(
+        workloads,
+        &out_dir.join("libotelctx.so"),
+        "-mtls-dialect=gnu2",
+    );
+    let rpath = format!("-Wl,-rpath,{}", out_dir.display());
+    let exe = program(
+        workloads,
+        out_dir,
+        "c_thread_ctx",
+        &[
+            "-L".as_ref(),
+            out_dir.as_os_str(),
+            "-lotelctx".as_ref(),
+            rpath.as_ref(),
+        ],
+    );
     println!(
         "cargo::rustc-env=SPANLET_WORKLOAD_C_THREAD_CTX={}",
         exe.display()
     );
 
-    // The same writer with initial-exec TLS, for dlopen (`c_dlopen_ctx`).
     let lib_ie = out_dir.join("libotelctx_ie.so");
-    gcc(&[
-        "-O2".as_ref(),
-        "-g".as_ref(),
-        "-fPIC".as_ref(),
-        "-shared".as_ref(),
-        "-ftls-model=initial-exec".as_ref(),
-        "-o".as_ref(),
-        lib_ie.as_os_str(),
-        lib_src.as_os_str(),
-    ]);
-    let src = workloads.join("c_dlopen_ctx.c");
-    let exe = out_dir.join("c_dlopen_ctx");
-    println!("cargo::rerun-if-changed={}", src.display());
-    gcc(&[
-        "-O2".as_ref(),
-        "-g".as_ref(),
-        "-pthread".as_ref(),
-        "-Wall".as_ref(),
-        "-Wextra".as_ref(),
-        "-I".as_ref(),
-        workloads.as_os_str(),
-        "-o".as_ref(),
-        exe.as_os_str(),
-        src.as_os_str(),
-        "-ldl".as_ref(),
-    ]);
+    writer_library(workloads, &lib_ie, "-ftls-model=initial-exec");
+    let exe = program(workloads, out_dir, "c_dlopen_ctx", &["-ldl".as_ref()]);
     println!(
         "cargo::rustc-env=SPANLET_WORKLOAD_C_DLOPEN_CTX={}",
         exe.display()
