@@ -35,3 +35,26 @@ impl BpfStats {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 }
+
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+
+/// An fd of the harness's own for loaded program `id` (`BPF_PROG_GET_FD_BY_ID`).
+pub fn prog_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    // union bpf_attr's get-by-id member: { __u32 prog_id; __u32 next_id; __u32 open_flags; }.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: attr outlives the call and its size is passed with it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -131,22 +131,7 @@ impl<'a> Bench<'a> {
         self.done += 1;
         let what = format!("{} {} ({pass:?} {rep})", scenario.name(), mode.name()).to_lowercase();
         let progress = format!("bench: [{}/{}] {what}", self.done, self.total);
-        // A statistics-pass run can lose a race with the tracer's own exit
-        // (see run::read_workload); it is repeated rather than reported
-        // short. (A smoke pass only checks that statistics exist.)
-        let attempts = if pass == Pass::BpfStats { 3 } else { 1 };
-        let mut result = run::run(&req);
-        for _ in 1..attempts {
-            match &result {
-                Err(err) if !self.smoke => {
-                    eprintln!("{progress} retrying: {err:#}");
-                    thread::sleep(SETTLE);
-                    result = run::run(&req);
-                }
-                _ => break,
-            }
-        }
-        match result {
+        match run::run(&req) {
             Ok(record) => {
                 eprintln!("{progress}: {:.0} {}", record.ops_per_sec, scenario.unit());
                 self.runs.push(record);

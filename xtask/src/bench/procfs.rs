@@ -1,7 +1,13 @@
 //! What the harness reads about a tracer process from /proc: CPU time, peak
 //! memory, and the run-time statistics of the eBPF programs it holds open.
 
-use std::{collections::BTreeMap, fs, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::Path,
+    process::Command,
+};
 
 use serde::Serialize;
 
@@ -38,6 +44,43 @@ pub fn sample(pid: u32, progs: bool) -> Sample {
         } else {
             BTreeMap::new()
         },
+    }
+}
+
+/// A tracer's programs, held open by the harness from the start of the timed
+/// phase. A tracer that stops with its workload unloads its programs, and the
+/// workload's last line can come after it exited (sysbench prints its report
+/// then): held here, the programs stay loaded (detached: they no longer run)
+/// and their counters stay readable.
+pub struct HeldProgs(Vec<OwnedFd>);
+
+impl HeldProgs {
+    /// Opens every program of `sample`; one already gone is left out.
+    pub fn open(sample: &Sample) -> Self {
+        Self(
+            sample
+                .progs
+                .keys()
+                .filter_map(|&id| super::bpfstats::prog_fd_by_id(id).ok())
+                .collect(),
+        )
+    }
+
+    /// The held programs' counters, then any program of `tracer` not held
+    /// (loaded after the start).
+    pub fn stats(&self, tracer: &Sample) -> BTreeMap<u32, ProgStats> {
+        let own = Path::new("/proc/self/fdinfo");
+        let mut progs: BTreeMap<u32, ProgStats> = self
+            .0
+            .iter()
+            .filter_map(|fd| fs::read_to_string(own.join(fd.as_raw_fd().to_string())).ok())
+            .filter_map(|text| parse_prog_fdinfo(&text))
+            .map(|stats| (stats.id, stats))
+            .collect();
+        for (id, stats) in &tracer.progs {
+            progs.entry(*id).or_insert_with(|| stats.clone());
+        }
+        progs
     }
 }
 

@@ -19,7 +19,7 @@ use super::{
     child::{Guard, Watchdog, wait_until},
     parse::{self, Line, Measured, SpanletSummary},
     prepare::Tools,
-    procfs::{self, Sample},
+    procfs::{self, HeldProgs, Sample},
     scenarios::{Mode, Output, Scenario, Workload},
 };
 use crate::util::display;
@@ -201,7 +201,7 @@ fn run_launched(req: &Request, label: &str, stderr: &Path, capture: &Path) -> Re
     let watchdog = Watchdog::arm(child.id(), req.timeout);
     let tracer_pid = (req.mode != Mode::Untraced).then(|| child.id());
     let stdout = child.stdout()?;
-    let read = read_workload(stdout, req.workload.output, tracer_pid, stats_wanted(req));
+    let read = read_workload(stdout, req.workload.output, tracer_pid, req.prog_stats);
     watchdog.check()?;
     let status = child.wait_for(EXIT_TIMEOUT)?;
     if !status.success() {
@@ -265,7 +265,7 @@ fn run_outside(req: &Request, label: &str, stderr: &Path, capture: &Path) -> Res
         workload.stdout()?,
         req.workload.output,
         tracer_pid,
-        stats_wanted(req),
+        req.prog_stats,
     );
     watchdog.check()?;
     let status = workload.wait_for(EXIT_TIMEOUT)?;
@@ -312,32 +312,13 @@ fn log_file(path: &Path) -> Result<File> {
 }
 
 /// Reads the workload's output to its end, sampling the tracer when the
-/// timed phase starts and ends.
-/// Which program statistics a run reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stats {
-    None,
-    /// Whatever is there at the end (a smoke pass checks they exist).
-    Partial,
-    /// All of them, or the run fails (the statistics pass, which retries).
-    Complete,
-}
-
-fn stats_wanted(req: &Request) -> Stats {
-    match (req.prog_stats, req.pass) {
-        (false, _) => Stats::None,
-        (true, Pass::BpfStats) => Stats::Complete,
-        (true, _) => Stats::Partial,
-    }
-}
-
+/// timed phase starts and ends; `prog_stats` adds its programs' counters.
 fn read_workload(
     stdout: ChildStdout,
     output: Output,
     tracer: Option<u32>,
-    stats: Stats,
+    prog_stats: bool,
 ) -> Result<(Measured, Option<TracerRecord>)> {
-    let prog_stats = stats != Stats::None;
     let sample = || tracer.map(|pid| (Instant::now(), procfs::sample(pid, prog_stats)));
     // Program names are read after the start's sample, not to delay the end's.
     let names = || {
@@ -348,6 +329,7 @@ fn read_workload(
         }
     };
     let mut names_by_id = BTreeMap::new();
+    let mut held = None;
     let mut start: Option<(Instant, Sample)> = None;
     let mut end: Option<(Instant, Sample)> = None;
     let mut measured = None;
@@ -358,6 +340,7 @@ fn read_workload(
             Output::Json => match parse::workload_line(&line)? {
                 Line::Start => {
                     start = sample();
+                    held = hold(&start);
                     names_by_id = names();
                 }
                 Line::Result(m) => {
@@ -369,6 +352,7 @@ fn read_workload(
             Output::Sysbench { .. } => {
                 if parse::sysbench_started(&line) {
                     start = sample();
+                    held = hold(&start);
                     names_by_id = names();
                 } else if parse::sysbench_finished(&line) {
                     end = sample();
@@ -391,15 +375,8 @@ fn read_workload(
             }
         }
     };
-    if let (Stats::Complete, Some((_, s0)), Some((_, s1))) = (stats, &start, &end)
-        && s0.progs.keys().any(|id| !s1.progs.contains_key(id))
-    {
-        // The workload's last line can come after it exited (sysbench), and
-        // a tracer that stops with its workload may have unloaded some
-        // programs by then: their counters are gone with them.
-        bail!(
-            "the tracer unloaded programs before the end sample; their statistics are incomplete"
-        );
+    if let (Some(held), Some((_, s1))) = (&held, &mut end) {
+        s1.progs = held.stats(s1);
     }
     let tracer = match (start, end) {
         (Some(start), Some(end)) => Some(tracer_record(&start, &end, &names_by_id)),
@@ -407,6 +384,10 @@ fn read_workload(
         _ => None,
     };
     Ok((measured, tracer))
+}
+
+fn hold(start: &Option<(Instant, Sample)>) -> Option<HeldProgs> {
+    start.as_ref().map(|(_, s)| HeldProgs::open(s))
 }
 
 fn tracer_record(
