@@ -207,7 +207,7 @@ fn spanlet(rng: &mut Rng, p: &Process, start: u64) -> Spanlet {
         kind,
         pid: p.pid,
         tid: *tid,
-        comm: comm.clone(),
+        comm: comm.as_str().into(),
         addr,
         start_unix_nano: start,
         wait_ns,
@@ -258,7 +258,7 @@ fn spanlet(rng: &mut Rng, p: &Process, start: u64) -> Spanlet {
             let (waker_tid, waker_comm) = other(rng);
             s.waker_pid = Some(p.pid);
             s.waker_tid = Some(*waker_tid);
-            s.waker_comm = Some(waker_comm.clone());
+            s.waker_comm = Some(waker_comm.as_str().into());
         }
     }
     if rng.chance(0.15) {
@@ -304,7 +304,7 @@ fn write_capture(path: &Path, n: u64) {
             w.write_thread(&ThreadInfo {
                 pid: s.pid,
                 tid: s.tid,
-                name: s.comm.clone(),
+                name: s.comm.to_string(),
             })
             .expect("thread record");
         }

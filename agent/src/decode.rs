@@ -1,6 +1,7 @@
 //! Raw RingBuf records to typed events: length checked first, unaligned
 //! reads (RingBuf records are only 8-byte aligned by convention).
 use agent_ebpf::{EventHeader, EventKind, FutexWaitEvent, MutexHoldEvent, ProcessExecEvent};
+use compact_str::CompactString;
 
 /// An event as the kernel sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,9 +54,9 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
 }
 
 /// A kernel `comm` (NUL-padded) as a string.
-pub fn comm_str(comm: &[u8; 16]) -> String {
+pub fn comm_str(comm: &[u8; 16]) -> CompactString {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    CompactString::from_utf8_lossy(&comm[..end])
 }
 
 #[cfg(test)]

@@ -69,15 +69,15 @@ impl<S: ThreadSource> Enricher<S> {
         std::mem::take(&mut self.new_threads)
     }
 
-    fn note_thread(&mut self, pid: u32, tid: u32, seen_name: Option<String>) {
+    fn note_thread(&mut self, pid: u32, tid: u32, seen_name: Option<&str>) {
         if pid == 0 || tid == 0 {
             return;
         }
         let known = self.names.get(&(pid, tid));
         let seen_name = seen_name.filter(|n| !n.is_empty());
         let name = match (seen_name, known) {
-            (Some(n), Some(k)) if n == *k => return,
-            (Some(n), _) => n,
+            (Some(n), Some(k)) if n == k => return,
+            (Some(n), _) => n.to_owned(),
             (None, Some(_)) => return,
             (None, None) => self
                 .source
@@ -149,10 +149,10 @@ impl<S: ThreadSource> Enricher<S> {
         };
         let waker = (w.waker_tid != 0).then_some((w.waker_pid, w.waker_tid));
         let comm = comm_str(&w.comm);
-        self.note_thread(pid, tid, Some(comm.clone()));
+        self.note_thread(pid, tid, Some(&comm));
         let waker_comm = waker.map(|(wpid, wtid)| {
             let name = comm_str(&w.waker_comm);
-            self.note_thread(wpid, wtid, (!name.is_empty()).then(|| name.clone()));
+            self.note_thread(wpid, wtid, Some(&name));
             name
         });
         if let Some(h) = holder_tid {
@@ -190,7 +190,7 @@ impl<S: ThreadSource> Enricher<S> {
     fn mutex_hold(&mut self, ev: &MutexHoldEvent) -> Spanlet {
         let (pid, tid) = (ev.header.pid, ev.header.tid);
         let comm = comm_str(&ev.comm);
-        self.note_thread(pid, tid, Some(comm.clone()));
+        self.note_thread(pid, tid, Some(&comm));
         Spanlet {
             kind: SpanletKind::MutexHold,
             pid,

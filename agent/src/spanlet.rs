@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// What a spanlet describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SpanletKind {
@@ -122,8 +124,9 @@ pub struct Spanlet {
     /// Process (tgid) and thread of the waiter (or holder, for holds).
     pub pid: u32,
     pub tid: u32,
-    /// Thread name at the time of the wait.
-    pub comm: String,
+    /// Thread name at the time of the wait (inline: names are at most 15
+    /// bytes, and a capture decodes millions of them).
+    pub comm: CompactString,
     /// The resource: futex word or mutex address in the process.
     pub addr: u64,
     /// Start of the wait (or hold), Unix epoch nanoseconds.
@@ -138,7 +141,7 @@ pub struct Spanlet {
     /// Thread that woke the waiter, when known, with its process and name.
     pub waker_pid: Option<u32>,
     pub waker_tid: Option<u32>,
-    pub waker_comm: Option<String>,
+    pub waker_comm: Option<CompactString>,
     /// Raw kernel detail: syscall number, futex op (with flags), expected
     /// value, and the `agent_ebpf::wait_flags` bits.
     pub syscall: u32,

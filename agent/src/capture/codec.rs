@@ -5,6 +5,8 @@
 //! [`FORMAT_VERSION`](super::FORMAT_VERSION) so that other tools can read it
 //! from the field list stored in the metadata.
 
+use compact_str::CompactString;
+
 use crate::spanlet::{SpanContext, Spanlet, SpanletKind, WaitOutcome};
 
 /// Longest string stored for `comm` / `waker_comm`; longer ones are cut on a
@@ -213,15 +215,13 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+    fn string(&mut self, field: &'static str) -> Result<CompactString, DecodeError> {
         let len = usize::from(self.u8(field)?);
         if len > MAX_STR_LEN {
             return Err(DecodeError::StringTooLong { field, len });
         }
         let bytes = self.take(len, field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::InvalidUtf8(field))
+        CompactString::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))
     }
 
     #[inline]
@@ -281,7 +281,7 @@ mod tests {
                         holder_tid: bit(1).then_some(0),
                         waker_pid: bit(2).then_some(u32::MAX),
                         waker_tid: bit(3).then_some(7),
-                        waker_comm: bit(4).then(String::new),
+                        waker_comm: bit(4).then(CompactString::default),
                         context: bit(5).then(SpanContext::default),
                         holder_context: bit(6).then_some(SpanContext {
                             trace_id: [0xff; 16],
@@ -298,11 +298,11 @@ mod tests {
     #[test]
     fn long_strings_are_cut_on_a_char_boundary() {
         let mut s = minimal_spanlet();
-        s.comm = "é".repeat(40); // 80 bytes
-        s.waker_comm = Some("x".repeat(200));
+        s.comm = "é".repeat(40).into(); // 80 bytes
+        s.waker_comm = Some("x".repeat(200).into());
         let back = round_trip(&s);
         assert_eq!(back.comm, "é".repeat(32));
-        assert_eq!(back.waker_comm, Some("x".repeat(64)));
+        assert_eq!(back.waker_comm.as_deref(), Some("x".repeat(64).as_str()));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Sample values shared by the capture, report and export tests.
 
+use compact_str::CompactString;
+
 use crate::spanlet::{
     CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
     ThreadInfo, WaitOutcome,
@@ -59,7 +61,7 @@ pub(crate) fn minimal_spanlet() -> Spanlet {
         kind: SpanletKind::FutexWait,
         pid: 0,
         tid: 0,
-        comm: String::new(),
+        comm: CompactString::default(),
         addr: 0,
         start_unix_nano: 0,
         wait_ns: 0,

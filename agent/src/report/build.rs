@@ -259,7 +259,7 @@ mod tests {
             kind,
             pid: 100,
             tid,
-            comm: format!("t{tid}"),
+            comm: compact_str::format_compact!("t{tid}"),
             addr,
             wait_ns,
             outcome: WaitOutcome::Woken,
@@ -385,7 +385,7 @@ mod tests {
             holder_tid: holder,
             waker_pid: waker.map(|_| 100),
             waker_tid: waker,
-            waker_comm: waker.map(|t| format!("w{t}")),
+            waker_comm: waker.map(|t| compact_str::format_compact!("w{t}")),
             ..wait(SpanletKind::MutexWait, tid, 0x10, ns)
         };
         c.spanlets = vec![
