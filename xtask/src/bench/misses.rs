@@ -35,6 +35,27 @@ fn trivial_ns(r: &Results) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// What the floor pass measured for `scenario`, as a sentence (empty when
+/// there was no floor pass).
+fn floor_sentence(r: &Results, scenario: Scenario) -> String {
+    let Some(f) = r.floor.iter().find(|f| f.scenario == scenario) else {
+        return String::new();
+    };
+    match (scenario, f.added_ns_per_pair, f.ratio) {
+        (Scenario::Pingpong, Some(ns), _) => format!(
+            " The floor pass measures it directly: with only empty programs on \
+             spanlet's hooks, and nothing traced, ping-pong already takes {ns:.0} ns \
+             longer per pair."
+        ),
+        (_, _, Some(ratio)) => format!(
+            " The floor pass measures it directly: with only empty programs on \
+             spanlet's hooks, and nothing traced, `sysbench threads` keeps {ratio:.3} \
+             of its untraced throughput."
+        ),
+        _ => String::new(),
+    }
+}
+
 fn missed(r: &Results, starts: &str) -> bool {
     r.targets
         .iter()
@@ -62,8 +83,9 @@ pub fn explain(md: &mut String, r: &Results) {
              anything. The rest is the work: the sleeper's and the waker's saved \
              registers, three clock reads (a clock read costs tens of ns in this VM) \
              and three task-storage lookups. The README's profile switches these \
-             parts off one at a time.",
-            3.0 * floor
+             parts off one at a time.{}",
+            3.0 * floor,
+            floor_sentence(r, Scenario::Pingpong)
         ));
     }
     if missed(r, "≥ 0.97 of untraced throughput on sysbench threads")
@@ -87,7 +109,8 @@ pub fn explain(md: &mut String, r: &Results) {
              the trivial program: none of these switches opens or closes a wait, and \
              spanlet's work on them is an inlined array load. What is left is the cost \
              of having any program on `sched_switch` at all, which spanlet needs to see \
-             a wait begin without tracing every syscall.{bpftrace}"
+             a wait begin without tracing every syscall.{}{bpftrace}",
+            floor_sentence(r, Scenario::SysbenchThreads)
         ));
     }
     if lines.is_empty() {

@@ -7,6 +7,7 @@
 mod bpfstats;
 mod child;
 mod decode;
+mod floor;
 mod machine;
 mod misses;
 mod outputs;
@@ -98,6 +99,11 @@ pub fn task(args: &Args) -> Result<()> {
         .copied()
         .filter(|s| s.is_compared())
         .collect();
+    let floored: Vec<Scenario> = compared
+        .iter()
+        .copied()
+        .filter(|s| floor::SCENARIOS.contains(s))
+        .collect();
     let agent = selected.contains(&Scenario::Agent);
 
     let tools = prepare::tools(args.spanlet.as_deref()).context("bench step `prepare` failed")?;
@@ -112,7 +118,9 @@ pub fn task(args: &Args) -> Result<()> {
         config.seconds,
         config.warmup,
     );
-    bench.expect(compared.len() * 3 * config.reps as usize + usize::from(agent));
+    bench.expect(
+        (compared.len() * 3 + floored.len() * 2) * config.reps as usize + usize::from(agent),
+    );
     if args.smoke {
         // One pass exercises everything: statistics on throughout.
         let _stats = BpfStats::enable().context("enabling eBPF run-time statistics")?;
@@ -125,6 +133,7 @@ pub fn task(args: &Args) -> Result<()> {
             bench.bpf_stats(&compared)?;
         }
     }
+    bench.floor(&floored, config.reps)?;
     if agent {
         bench.agent_load()?;
     }
@@ -140,7 +149,7 @@ pub fn task(args: &Args) -> Result<()> {
     let Bench { runs, failures, .. } = bench;
     let results = Results::new(config, machine, runs, decode, failures);
     if args.smoke {
-        smoke_check(&results, &compared, agent)?;
+        smoke_check(&results, &compared, &floored, agent)?;
     }
     outputs::write(&results, &destinations(args, &results.config), work.path())?;
     println!("{}", report::table(&results));

@@ -1,5 +1,5 @@
-//! The bench's passes: the interleaved comparison, the eBPF statistics runs
-//! and the agent-load run, each made of single runs with a progress line.
+//! The bench's passes: the interleaved comparison, the eBPF statistics runs,
+//! the floor and the agent-load run, each made of single runs with a progress line.
 
 use std::{path::Path, thread, time::Duration};
 
@@ -21,6 +21,34 @@ const SETTLE: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_secs(120);
 /// spanlet flags for the agent-load run: every blocking wait is a spanlet.
 const AGENT_LOAD_FLAGS: [&str; 2] = ["--min-wait", "0"];
+
+/// One run, before the bench adds where and for how long.
+#[derive(Clone, Copy)]
+struct Job<'f> {
+    scenario: Scenario,
+    mode: Mode,
+    pass: Pass,
+    rep: u32,
+    /// Read the tracer's eBPF counters (statistics must be on).
+    prog_stats: bool,
+    spanlet_flags: &'f [String],
+    /// The floor's empty programs attached (an untraced run).
+    floor: bool,
+}
+
+impl Job<'_> {
+    fn new(scenario: Scenario, mode: Mode, pass: Pass, rep: u32) -> Self {
+        Self {
+            scenario,
+            mode,
+            pass,
+            rep,
+            prog_stats: false,
+            spanlet_flags: &[],
+            floor: false,
+        }
+    }
+}
 
 /// The runs so far and what is needed to make more.
 pub struct Bench<'a> {
@@ -69,7 +97,10 @@ impl<'a> Bench<'a> {
         for rep in 1..=reps {
             for (i, &scenario) in scenarios.iter().enumerate() {
                 for mode in Mode::order(rep as usize - 1 + i) {
-                    self.run(scenario, mode, Pass::Compare, rep, prog_stats, &[])?;
+                    self.run(Job {
+                        prog_stats,
+                        ..Job::new(scenario, mode, Pass::Compare, rep)
+                    })?;
                 }
             }
         }
@@ -81,7 +112,27 @@ impl<'a> Bench<'a> {
         let _stats = BpfStats::enable().context("enabling eBPF run-time statistics")?;
         for &scenario in scenarios {
             for mode in [Mode::Spanlet, Mode::Bpftrace] {
-                self.run(scenario, mode, Pass::BpfStats, 1, true, &[])?;
+                self.run(Job {
+                    prog_stats: true,
+                    ..Job::new(scenario, mode, Pass::BpfStats, 1)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `reps` repetitions of each scenario untraced and with the floor's
+    /// empty programs attached, alternating which goes first.
+    pub fn floor(&mut self, scenarios: &[Scenario], reps: u32) -> Result<()> {
+        for rep in 1..=reps {
+            for (i, &scenario) in scenarios.iter().enumerate() {
+                let first = (rep as usize + i).is_multiple_of(2);
+                for floor in [first, !first] {
+                    self.run(Job {
+                        floor,
+                        ..Job::new(scenario, Mode::Untraced, Pass::Floor, rep)
+                    })?;
+                }
             }
         }
         Ok(())
@@ -90,27 +141,24 @@ impl<'a> Bench<'a> {
     /// spanlet on a ping-pong with every blocking wait recorded.
     pub fn agent_load(&mut self) -> Result<()> {
         let flags: Vec<String> = AGENT_LOAD_FLAGS.iter().map(|s| (*s).to_owned()).collect();
-        self.run(
-            Scenario::Agent,
-            Mode::Spanlet,
-            Pass::AgentLoad,
-            1,
-            false,
-            &flags,
-        )
+        self.run(Job {
+            spanlet_flags: &flags,
+            ..Job::new(Scenario::Agent, Mode::Spanlet, Pass::AgentLoad, 1)
+        })
     }
 
     /// One run, with a progress line. A failure stops a smoke pass; a full
     /// run notes it and goes on.
-    fn run(
-        &mut self,
-        scenario: Scenario,
-        mode: Mode,
-        pass: Pass,
-        rep: u32,
-        prog_stats: bool,
-        spanlet_flags: &[String],
-    ) -> Result<()> {
+    fn run(&mut self, job: Job) -> Result<()> {
+        let Job {
+            scenario,
+            mode,
+            pass,
+            rep,
+            prog_stats,
+            spanlet_flags,
+            floor,
+        } = job;
         let workload =
             scenarios::workload(scenario, &self.tools.programs, self.seconds, self.warmup);
         let req = Request {
@@ -123,13 +171,15 @@ impl<'a> Bench<'a> {
             work_dir: self.work_dir,
             prog_stats,
             spanlet_flags,
+            floor,
             timeout: Duration::from_secs_f64(self.seconds + self.warmup) + SLACK,
         };
         if !self.smoke && self.done > 0 {
             thread::sleep(SETTLE);
         }
         self.done += 1;
-        let what = format!("{} {} ({pass:?} {rep})", scenario.name(), mode.name()).to_lowercase();
+        let who = if floor { "floor" } else { mode.name() };
+        let what = format!("{} {who} ({pass:?} {rep})", scenario.name()).to_lowercase();
         let progress = format!("bench: [{}/{}] {what}", self.done, self.total);
         match run::run(&req) {
             Ok(record) => {

@@ -76,6 +76,7 @@ pub fn markdown(r: &Results, paths: &Paths) -> String {
     );
     md.push_str(&table(r));
     per_call(&mut md, r);
+    floor(&mut md, r);
     bpf_stats(&mut md, r);
     agent(&mut md, r);
     targets(&mut md, r);
@@ -103,8 +104,11 @@ fn method(md: &mut String, r: &Results, paths: &Paths) {
          record -- CMD`, `bpftrace -c CMD` with `pid == cpid`). After the \
          comparison, one more run per scenario and tracer reads the tracers' eBPF \
          program counters with run-time statistics on (`BPF_ENABLE_STATS`, the \
-         switch behind `kernel.bpf_stats_enabled`, held only for those runs), and \
-         one run measures spanlet itself at a high spanlet rate.\n",
+         switch behind `kernel.bpf_stats_enabled`, held only for those runs). The \
+         floor pass then runs ping-pong and `sysbench threads` untraced, alternately \
+         with and without an empty program (`r0 = 0; exit`) on each of spanlet's \
+         default tracepoints, which the harness loads and attaches itself; and one \
+         run measures spanlet itself at a high spanlet rate.\n",
         c.command, c.reps, c.warmup, c.seconds
     );
     let _ = writeln!(
@@ -116,7 +120,7 @@ fn method(md: &mut String, r: &Results, paths: &Paths) {
             if let Some(run) = r
                 .runs
                 .iter()
-                .find(|x| x.scenario == s.scenario && x.mode == mode)
+                .find(|x| x.scenario == s.scenario && x.mode == mode && !x.floor)
             {
                 let _ = writeln!(
                     md,
@@ -434,6 +438,54 @@ fn meaning(md: &mut String) {
          end-to-end truth, the bpf_stats ones say where the time goes.\n\
          * A ratio within the untraced runs' spread is noise, not a cost.\n",
     );
+}
+
+/// Untraced against the floor's empty programs: what any program on
+/// spanlet's hooks costs here, beside what spanlet costs.
+fn floor(md: &mut String, r: &Results) {
+    if r.floor.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## The floor: empty programs on spanlet's hooks
+"
+    );
+    let _ = writeln!(
+        md,
+        "The same workloads, untraced, alternately with and without an empty eBPF \
+         program on each tracepoint spanlet attaches by default ({}). Nothing \
+         traces the workload; the programs only return. This is the part of \
+         spanlet's cost that no change to its programs can remove, as long as it \
+         watches these hooks.\n",
+        super::floor::HOOKS
+            .iter()
+            .map(|h| format!("`{h}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | unit | untraced | floor | floor/untraced | spanlet/untraced | \
+         floor: ns per pair | spanlet: ns per pair | runs |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for f in &r.floor {
+        let s = r.scenarios.iter().find(|s| s.scenario == f.scenario);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f.scenario.name(),
+            f.unit,
+            rate(f.untraced.ops_per_sec),
+            rate(f.floor.ops_per_sec),
+            ratio(f.ratio),
+            ratio(s.and_then(|s| s.spanlet_ratio)),
+            nanos(f.added_ns_per_pair),
+            nanos(s.and_then(|s| s.spanlet_added_ns_per_pair)),
+            f.untraced.runs.min(f.floor.runs),
+        );
+    }
+    md.push('\n');
 }
 
 fn rate(v: Option<f64>) -> String {

@@ -7,7 +7,7 @@ use super::{
     machine::Machine,
     run::Record,
     scenarios::{Mode, Scenario},
-    summary::{self, AgentLoad, Decode, ProgCost, ScenarioSummary, TargetCheck},
+    summary::{self, AgentLoad, Decode, FloorSummary, ProgCost, ScenarioSummary, TargetCheck},
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -33,6 +33,8 @@ pub struct Results {
     pub config: Config,
     pub machine: Machine,
     pub scenarios: Vec<ScenarioSummary>,
+    /// Untraced against empty programs on spanlet's hooks.
+    pub floor: Vec<FloorSummary>,
     pub bpf_stats: Vec<ProgCost>,
     pub agent: Option<AgentLoad>,
     pub decode: Option<Decode>,
@@ -51,12 +53,14 @@ impl Results {
     ) -> Self {
         let scenarios = summary::scenarios(&runs);
         let agent = summary::agent_load(&runs);
-        let targets = summary::targets(&scenarios, agent.as_ref(), decode.as_ref());
+        let floor = summary::floors(&runs);
+        let targets = summary::targets(&scenarios, &floor, agent.as_ref(), decode.as_ref());
         Self {
             bpf_stats: summary::prog_costs(&runs),
             config,
             machine,
             scenarios,
+            floor,
             agent,
             decode,
             targets,
@@ -68,8 +72,19 @@ impl Results {
 
 /// A smoke pass asserts nothing about speed: only that every scenario ran
 /// every way and produced numbers.
-pub fn smoke_check(results: &Results, compared: &[Scenario], agent: bool) -> Result<()> {
+pub fn smoke_check(
+    results: &Results,
+    compared: &[Scenario],
+    floored: &[Scenario],
+    agent: bool,
+) -> Result<()> {
     let mut missing = Vec::new();
+    for &scenario in floored {
+        let f = results.floor.iter().find(|f| f.scenario == scenario);
+        if f.is_none_or(|f| f.ratio.is_none()) {
+            missing.push(format!("{} floor: no throughput", scenario.name()));
+        }
+    }
     for &scenario in compared {
         let Some(s) = results.scenarios.iter().find(|s| s.scenario == scenario) else {
             missing.push(format!("{}: no runs", scenario.name()));

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::{
     child::{Guard, Watchdog, wait_until},
+    floor::Floor,
     parse::{self, Line, Measured, SpanletSummary},
     prepare::Tools,
     procfs::{self, HeldProgs, Sample},
@@ -34,6 +35,8 @@ pub enum Pass {
     BpfStats,
     /// spanlet at a high spanlet rate, for its own CPU and memory.
     AgentLoad,
+    /// Untraced, against empty programs on spanlet's hooks (bench::floor).
+    Floor,
 }
 
 /// What to run.
@@ -50,6 +53,8 @@ pub struct Request<'a> {
     pub prog_stats: bool,
     /// Extra `spanlet record` flags (none: its defaults).
     pub spanlet_flags: &'a [String],
+    /// Empty programs on spanlet's hooks during the run (an untraced one).
+    pub floor: bool,
     /// Kill the run after this long.
     pub timeout: Duration,
 }
@@ -61,6 +66,9 @@ pub struct Record {
     pub mode: Mode,
     pub pass: Pass,
     pub rep: u32,
+    /// Run with the floor's empty programs attached.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub floor: bool,
     /// The command line, tracer included.
     pub command: String,
     pub ops: f64,
@@ -105,9 +113,10 @@ pub struct ProgRecord {
 impl Request<'_> {
     fn label(&self) -> String {
         format!(
-            "{}-{}-{:?}-{}",
+            "{}-{}{}-{:?}-{}",
             self.scenario.name(),
             self.mode.name(),
+            if self.floor { "-floor" } else { "" },
             self.pass,
             self.rep
         )
@@ -122,6 +131,7 @@ pub fn run(req: &Request) -> Result<Record> {
     let stderr_path = req.work_dir.join(format!("{label}.stderr"));
     let capture = req.work_dir.join(format!("{label}.spanlet"));
     let started = Instant::now();
+    let floor = req.floor.then(Floor::attach).transpose()?;
     let result = if req.scenario.outside() {
         run_outside(req, &label, &stderr_path, &capture)
     } else {
@@ -142,13 +152,20 @@ pub fn run(req: &Request) -> Result<Record> {
         t.spanlet = parse::spanlet_summary(&stderr);
         t.capture_bytes = fs::metadata(&capture).ok().map(|m| m.len());
     }
+    drop(floor);
     // Captures can be large; only their size is kept.
     let _ = fs::remove_file(&capture);
+    let command = if req.floor {
+        format!("(floor attached) {command}")
+    } else {
+        command
+    };
     Ok(Record {
         scenario: req.scenario,
         mode: req.mode,
         pass: req.pass,
         rep: req.rep,
+        floor: req.floor,
         command,
         ops: measured.ops,
         seconds: measured.seconds,
