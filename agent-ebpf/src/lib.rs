@@ -48,6 +48,9 @@ pub mod maps {
     pub const LOCK_CALLS: &str = "SPANLET_LOCK_CALLS";
     /// (tgid, mutex address) -> [`crate::HeldLock`]: mutexes held now (uprobes).
     pub const HELD: &str = "SPANLET_HELD";
+    /// [`crate::LockContentionKey`] -> [`crate::LockContention`]: kernel
+    /// lock waits in progress (`--kernel-locks`).
+    pub const LOCK_CONTENTION: &str = "SPANLET_LOCK_CONTENTION";
 }
 
 /// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
@@ -60,6 +63,8 @@ pub mod globals {
 pub const MAX_PIDS: u32 = 4096;
 pub const MAX_LOCK_CALLS: u32 = 16_384;
 pub const MAX_HELD: u32 = 65_536;
+/// Kernel lock waits in progress at once: one per waiting thread and lock.
+pub const MAX_LOCK_CONTENTIONS: u32 = 16_384;
 /// Slots of the PID-hint array (a power of two). Every blocking context
 /// switch in the system asks "is this process traced?"; an array slot
 /// (inlined by the JIT) answers "no" for almost all of them without the
@@ -146,9 +151,13 @@ pub struct Config {
     /// pinned `traces_ctx_v1` map, the context source for threads without
     /// an OTEP 4947 record.
     pub obi_ctx: u32,
+    /// Where a kernel lock's owner is (`--kernel-locks`): `mutex.owner`
+    /// and `rw_semaphore.owner`, task pointers with flags in the low bits.
+    pub mutex_owner_off: u32,
+    pub rwsem_owner_off: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 120);
+const _: () = assert!(size_of::<Config>() == 128);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -160,6 +169,24 @@ pub mod kernel {
     pub const PF_EXITING: u32 = 0x4;
     /// `__USER_CS`: a 64-bit user task (ia32 tasks use other registers).
     pub const USER_CS: u64 = 0x33;
+    /// Flag bits in the low bits of `mutex.owner` and `rw_semaphore.owner`
+    /// (`MUTEX_FLAGS`, `RWSEM_OWNER_FLAGS_MASK`); task structs are aligned
+    /// well beyond them.
+    pub const LOCK_OWNER_FLAGS: u64 = 0x7;
+    /// `RWSEM_READER_OWNED`: readers hold the rwsem, and `owner` names only
+    /// the last one to take it, which may be gone.
+    pub const RWSEM_READER_OWNED: u64 = 0x1;
+}
+
+/// Bits of `lock:contention_begin`'s `flags` (`LCB_F_*`,
+/// include/trace/events/lock.h).
+pub mod lock_flags {
+    pub const SPIN: u32 = 1 << 0;
+    pub const READ: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const RT: u32 = 1 << 3;
+    pub const PERCPU: u32 = 1 << 4;
+    pub const MUTEX: u32 = 1 << 5;
 }
 
 /// Value of the `SPANLET_PIDS` map.
@@ -203,6 +230,10 @@ pub enum Counter {
     /// Waits closed at their wake-up because their thread's switch-in was
     /// not seen (it blocked again with the wait still open).
     WaitClosedLate = 9,
+    /// Kernel lock waits not tracked because `SPANLET_LOCK_CONTENTION` was full.
+    KernelLocksFull = 10,
+    /// Kernel lock waits shorter than `min_wait_ns` (filtered, not lost).
+    KernelLocksBelowMin = 11,
 }
 pub const COUNTER_SLOTS: u32 = 16;
 
@@ -217,6 +248,8 @@ pub enum EventKind {
     /// [`ProcessExecEvent`]: a traced process ran a new program, whose
     /// thread-context slot user space must find again.
     ProcessExec = 3,
+    /// [`KernelLockWaitEvent`]: one contended kernel lock wait (opt-in).
+    KernelLockWait = 4,
 }
 
 impl EventKind {
@@ -225,6 +258,7 @@ impl EventKind {
             1 => Some(Self::FutexWait),
             2 => Some(Self::MutexHold),
             3 => Some(Self::ProcessExec),
+            4 => Some(Self::KernelLockWait),
             _ => None,
         }
     }
@@ -454,6 +488,54 @@ pub struct MutexHoldEvent {
 }
 const _: () = assert!(size_of::<MutexHoldEvent>() == 64);
 
+/// Key of `SPANLET_LOCK_CONTENTION`: a thread waiting for a kernel lock.
+/// Both are in it because a thread can wait for one lock inside the slow
+/// path of another (a mutex's wait_lock spinlock).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockContentionKey {
+    pub lock: u64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<LockContentionKey>() == 16);
+
+/// A kernel lock wait in progress, from its first `contention_begin`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockContention {
+    pub begin_ns: u64,
+    /// [`lock_flags`] of every `contention_begin` of this wait (a mutex
+    /// first spins, then sleeps).
+    pub flags: u32,
+    /// The owner when the wait began, for mutexes and write-held rwsems; 0
+    /// when the kernel does not say.
+    pub owner_pid: u32,
+    pub owner_tid: u32,
+    pub _pad: u32,
+    pub owner_comm: [u8; 16],
+    /// The waiter's span context when the wait began.
+    pub ctx: ThreadCtx,
+}
+const _: () = assert!(size_of::<LockContention>() == 72);
+
+/// One contended kernel lock wait of a traced thread (`--kernel-locks`),
+/// from `lock:contention_begin` to `lock:contention_end`. `header.ts_ns` is
+/// the end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLockWaitEvent {
+    pub header: EventHeader,
+    /// The lock's kernel address (user space does not export it as is).
+    pub lock: u64,
+    /// `contention_end`'s result: 0, or an error such as -EINTR.
+    pub ret: i32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+    pub wait: LockContention,
+}
+const _: () = assert!(size_of::<KernelLockWaitEvent>() == 128);
+
 /// x86_64 syscall numbers the programs recognise.
 pub mod syscalls {
     pub const FUTEX: u32 = 202;
@@ -494,4 +576,6 @@ mod user {
     unsafe impl aya::Pod for super::HeldKey {}
     unsafe impl aya::Pod for super::HeldLock {}
     unsafe impl aya::Pod for super::LockCall {}
+    unsafe impl aya::Pod for super::LockContentionKey {}
+    unsafe impl aya::Pod for super::LockContention {}
 }

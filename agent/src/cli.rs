@@ -64,6 +64,11 @@ pub struct RecordArgs {
     /// traced processes; off by default).
     #[arg(long, env = "SPANLET_MUTEX_UPROBES")]
     pub mutex_uprobes: bool,
+    /// Also record waits for contended kernel locks (mutexes, rwsems such
+    /// as mmap_lock, spinlocks) from the lock:contention_begin/end
+    /// tracepoints, as kernel_lock_wait spanlets (off by default).
+    #[arg(long, env = "SPANLET_KERNEL_LOCKS")]
+    pub kernel_locks: bool,
     /// Also trace processes that traced processes fork (always on for a
     /// launched command).
     #[arg(long)]
@@ -108,6 +113,11 @@ pub struct RunArgs {
     /// Also trace processes that traced processes fork.
     #[arg(long, env = "SPANLET_FOLLOW_FORKS")]
     pub follow_forks: bool,
+    /// Also record waits for contended kernel locks (mutexes, rwsems such
+    /// as mmap_lock, spinlocks) from the lock:contention_begin/end
+    /// tracepoints, as kernel_lock_wait spanlets (off by default).
+    #[arg(long, env = "SPANLET_KERNEL_LOCKS")]
+    pub kernel_locks: bool,
     /// Size of the kernel event ring (power of two, e.g. 8MiB).
     #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
     pub ringbuf_size: u32,

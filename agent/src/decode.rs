@@ -1,6 +1,8 @@
 //! Raw RingBuf records to typed events: length checked first, unaligned
 //! reads (RingBuf records are only 8-byte aligned by convention).
-use agent_ebpf::{EventHeader, EventKind, FutexWaitEvent, MutexHoldEvent, ProcessExecEvent};
+use agent_ebpf::{
+    EventHeader, EventKind, FutexWaitEvent, KernelLockWaitEvent, MutexHoldEvent, ProcessExecEvent,
+};
 use compact_str::CompactString;
 
 /// An event as the kernel sent it.
@@ -10,6 +12,7 @@ pub enum RawEvent {
     MutexHold(MutexHoldEvent),
     /// Not a spanlet: a traced process ran a new program.
     ProcessExec(ProcessExecEvent),
+    KernelLockWait(KernelLockWaitEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,6 +52,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         Some(k @ EventKind::FutexWait) => read(bytes, k).map(RawEvent::FutexWait),
         Some(k @ EventKind::MutexHold) => read(bytes, k).map(RawEvent::MutexHold),
         Some(k @ EventKind::ProcessExec) => read(bytes, k).map(RawEvent::ProcessExec),
+        Some(k @ EventKind::KernelLockWait) => read(bytes, k).map(RawEvent::KernelLockWait),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }

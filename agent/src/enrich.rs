@@ -1,8 +1,13 @@
 //! Turns kernel events into spanlets: epoch time, thread names, and the
 //! decision of what kind of wait it was and who held the resource.
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher as _, RandomState},
+};
 
-use agent_ebpf::{FutexWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, ctx_source, wait_flags};
+use agent_ebpf::{
+    FutexWaitEvent, KernelLockWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, ctx_source, wait_flags,
+};
 
 use crate::{
     clock::EpochClock,
@@ -37,6 +42,10 @@ pub struct Enricher<S> {
     names: HashMap<(u32, u32), String>,
     /// Threads to write to the capture before the next spanlet.
     new_threads: Vec<ThreadInfo>,
+    /// Keys kernel lock addresses, randomly per run: a capture can tell
+    /// locks apart without holding kernel addresses (which would undo
+    /// KASLR for whoever reads it or receives its export).
+    lock_keys: RandomState,
 }
 
 impl<S: ThreadSource> Enricher<S> {
@@ -46,6 +55,7 @@ impl<S: ThreadSource> Enricher<S> {
             source,
             names: HashMap::new(),
             new_threads: Vec::new(),
+            lock_keys: RandomState::new(),
         }
     }
 
@@ -94,6 +104,7 @@ impl<S: ThreadSource> Enricher<S> {
         match event {
             RawEvent::FutexWait(ev) => Some(self.futex_wait(ev)),
             RawEvent::MutexHold(ev) => Some(self.mutex_hold(ev)),
+            RawEvent::KernelLockWait(ev) => Some(self.kernel_lock_wait(ev)),
             RawEvent::ProcessExec(_) => None,
         }
     }
@@ -210,6 +221,44 @@ impl<S: ThreadSource> Enricher<S> {
             futex_val: 0,
             flags: 0,
             context: None,
+            holder_context: None,
+        }
+    }
+}
+
+impl<S: ThreadSource> Enricher<S> {
+    fn kernel_lock_wait(&mut self, ev: &KernelLockWaitEvent) -> Spanlet {
+        let w = &ev.wait;
+        let (pid, tid) = (ev.header.pid, ev.header.tid);
+        let comm = comm_str(&ev.comm);
+        self.note_thread(pid, tid, Some(&comm));
+        let holder_tid = (w.owner_tid != 0 && w.owner_tid != tid).then_some(w.owner_tid);
+        if let Some(h) = holder_tid.filter(|_| w.owner_pid == pid) {
+            self.note_thread(pid, h, Some(&comm_str(&w.owner_comm)));
+        }
+        Spanlet {
+            kind: SpanletKind::KernelLockWait,
+            pid,
+            tid,
+            comm,
+            addr: self.lock_keys.hash_one(ev.lock),
+            start_unix_nano: self.clock.to_unix_nanos(w.begin_ns),
+            wait_ns: ev.header.ts_ns.saturating_sub(w.begin_ns),
+            woken_after_ns: None,
+            outcome: if ev.ret == 0 {
+                WaitOutcome::Woken
+            } else {
+                WaitOutcome::Interrupted
+            },
+            holder_tid,
+            waker_pid: None,
+            waker_tid: None,
+            waker_comm: None,
+            syscall: 0,
+            futex_op: w.flags,
+            futex_val: ev.ret as u32,
+            flags: 0,
+            context: span_context(&w.ctx),
             holder_context: None,
         }
     }
@@ -377,6 +426,56 @@ mod tests {
         // A context the kernel did not read is none, whatever the bytes.
         ev.wait.ctx.source = ctx_source::NONE;
         assert_eq!(enrich(ev).context, None);
+    }
+
+    fn kernel_lock_wait(lock: u64, owner_tid: u32, ret: i32) -> KernelLockWaitEvent {
+        let mut ev = KernelLockWaitEvent::default();
+        ev.header.kind = EventKind::KernelLockWait as u32;
+        ev.header.pid = 1;
+        ev.header.tid = 10;
+        ev.header.ts_ns = 9_000;
+        ev.lock = lock;
+        ev.ret = ret;
+        ev.comm[..4].copy_from_slice(b"work");
+        ev.wait.begin_ns = 1_000;
+        ev.wait.flags = agent_ebpf::lock_flags::WRITE;
+        ev.wait.owner_pid = 1;
+        ev.wait.owner_tid = owner_tid;
+        ev.wait.owner_comm[..5].copy_from_slice(b"owner");
+        ev.wait.ctx = ctx(0xc3);
+        ev
+    }
+
+    #[test]
+    fn kernel_lock_waits_keep_no_kernel_address() {
+        let mut e = Enricher::new(EpochClock::calibrate(), Fake);
+        let lock = 0xffff_8880_1234_5678;
+        let mut spanlet = |ev| e.enrich(&RawEvent::KernelLockWait(ev)).expect("a spanlet");
+        let s = spanlet(kernel_lock_wait(lock, 11, 0));
+        assert_eq!(s.kind, SpanletKind::KernelLockWait);
+        assert_eq!((s.pid, s.tid, s.comm.as_str()), (1, 10, "work"));
+        assert_eq!(s.wait_ns, 8_000);
+        assert_eq!(s.holder_tid, Some(11));
+        assert_eq!(s.outcome, WaitOutcome::Woken);
+        assert_eq!(s.futex_op, agent_ebpf::lock_flags::WRITE);
+        assert_eq!(s.context.map(|c| c.trace_id), Some([0xc3; 16]));
+        assert_ne!(s.addr, lock, "the kernel address must not be exported");
+        // The same lock, the same key, within one run; another lock, another.
+        assert_eq!(spanlet(kernel_lock_wait(lock, 11, 0)).addr, s.addr);
+        assert_ne!(spanlet(kernel_lock_wait(lock + 64, 11, 0)).addr, s.addr);
+        // A waiter is not its own holder; a failed wait was interrupted.
+        assert_eq!(spanlet(kernel_lock_wait(lock, 10, 0)).holder_tid, None);
+        let failed = spanlet(kernel_lock_wait(lock, 0, -4));
+        assert_eq!(
+            (failed.outcome, failed.futex_val as i32),
+            (WaitOutcome::Interrupted, -4)
+        );
+        // The holder's name comes from the kernel.
+        assert!(
+            e.take_new_threads()
+                .iter()
+                .any(|t| (t.tid, t.name.as_str()) == (11, "owner"))
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub fn build(
         inode_sb_off: btf.member_offset("inode", "i_sb")?,
         sb_dev_off: btf.member_offset("super_block", "s_dev")?,
         obi_ctx: 0,
+        mutex_owner_off: btf.member_offset("mutex", "owner")?,
+        rwsem_owner_off: btf.member_offset("rw_semaphore", "owner")?,
         _pad: 0,
     })
 }

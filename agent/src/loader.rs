@@ -30,6 +30,8 @@ pub struct LoadOptions {
     pub trace_all: bool,
     pub follow_forks: bool,
     pub mutex_uprobes: bool,
+    /// Attach the `lock:contention_begin/end` programs.
+    pub kernel_locks: bool,
     pub ringbuf_bytes: u32,
     /// Where OBI pins its trace-context map; used if it is there.
     pub obi_ctx_map: Option<PathBuf>,
@@ -209,6 +211,7 @@ impl Tracer {
         let plan = AttachPlan {
             mutex_uprobes: opts.mutex_uprobes,
             follow_forks: opts.follow_forks,
+            kernel_locks: opts.kernel_locks,
             uprobe_pids,
         };
         let mut tracer = Self {
@@ -456,6 +459,8 @@ impl Tracer {
         stats.dropped_waits_map_full = sums[C::WaitsFull as usize];
         stats.dropped_pids_map_full = sums[C::PidsFull as usize];
         stats.dropped_held_map_full = sums[C::HeldFull as usize];
+        stats.kernel_lock_waits_below_min_wait = sums[C::KernelLocksBelowMin as usize];
+        stats.dropped_kernel_locks_map_full = sums[C::KernelLocksFull as usize];
         Ok(())
     }
 }

@@ -10,10 +10,23 @@ use aya::{
 /// Where a program attaches.
 #[derive(Clone, Copy, Debug)]
 pub enum Hook {
-    /// A BTF-typed tracepoint (tp_btf): fires only on scheduler events.
+    /// A BTF-typed tracepoint (tp_btf): fires only on scheduler and lock
+    /// contention events, never on every syscall.
     TpBtf(&'static str),
     /// A uprobe (or uretprobe) on a libc symbol, in each traced process.
     Libc { symbol: &'static str },
+}
+
+/// When a probe is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// With `--mutex-uprobes`.
+    MutexUprobes,
+    /// When following forks.
+    FollowForks,
+    /// With `--kernel-locks`.
+    KernelLocks,
 }
 
 /// One row of the attach table.
@@ -22,78 +35,75 @@ pub struct Probe {
     /// Program name in the object.
     pub program: &'static str,
     pub hook: Hook,
-    /// Attached only with `--mutex-uprobes`.
-    pub mutex_uprobe: bool,
-    /// Attached only when following forks.
-    pub follow_forks: bool,
+    pub when: When,
 }
 
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "sched_switch",
         hook: Hook::TpBtf("sched_switch"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "sched_waking",
         hook: Hook::TpBtf("sched_waking"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "sched_process_exit",
         hook: Hook::TpBtf("sched_process_exit"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "hrtimer_expire_entry",
         hook: Hook::TpBtf("hrtimer_expire_entry"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "hrtimer_expire_exit",
         hook: Hook::TpBtf("hrtimer_expire_exit"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "sched_process_exec",
         hook: Hook::TpBtf("sched_process_exec"),
-        mutex_uprobe: false,
-        follow_forks: false,
+        when: When::Always,
     },
     Probe {
         program: "sched_process_fork",
         hook: Hook::TpBtf("sched_process_fork"),
-        mutex_uprobe: false,
-        follow_forks: true,
+        when: When::FollowForks,
+    },
+    Probe {
+        program: "contention_begin",
+        hook: Hook::TpBtf("contention_begin"),
+        when: When::KernelLocks,
+    },
+    Probe {
+        program: "contention_end",
+        hook: Hook::TpBtf("contention_end"),
+        when: When::KernelLocks,
     },
     Probe {
         program: "mutex_lock_enter",
         hook: Hook::Libc {
             symbol: "pthread_mutex_lock",
         },
-        mutex_uprobe: true,
-        follow_forks: false,
+        when: When::MutexUprobes,
     },
     Probe {
         program: "mutex_lock_exit",
         hook: Hook::Libc {
             symbol: "pthread_mutex_lock",
         },
-        mutex_uprobe: true,
-        follow_forks: false,
+        when: When::MutexUprobes,
     },
     Probe {
         program: "mutex_unlock_enter",
         hook: Hook::Libc {
             symbol: "pthread_mutex_unlock",
         },
-        mutex_uprobe: true,
-        follow_forks: false,
+        when: When::MutexUprobes,
     },
 ];
 
@@ -127,12 +137,18 @@ pub enum AttachError {
 pub struct AttachPlan<'a> {
     pub mutex_uprobes: bool,
     pub follow_forks: bool,
+    pub kernel_locks: bool,
     /// Processes the libc uprobes are scoped to.
     pub uprobe_pids: &'a [u32],
 }
 
 fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
-    (!probe.mutex_uprobe || plan.mutex_uprobes) && (!probe.follow_forks || plan.follow_forks)
+    match probe.when {
+        When::Always => true,
+        When::MutexUprobes => plan.mutex_uprobes,
+        When::FollowForks => plan.follow_forks,
+        When::KernelLocks => plan.kernel_locks,
+    }
 }
 
 /// Loads and attaches every probe the plan asks for.
@@ -176,7 +192,7 @@ pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachEr
 pub fn attach_uprobes(ebpf: &mut Ebpf, pids: &[u32]) -> Result<(), AttachError> {
     for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
         let lib = pthread_lib_of(pid.get())?;
-        for probe in PROBES.iter().filter(|p| p.mutex_uprobe) {
+        for probe in PROBES.iter().filter(|p| p.when == When::MutexUprobes) {
             let Hook::Libc { symbol } = probe.hook else {
                 continue;
             };

@@ -50,6 +50,7 @@ pub struct RecordOptions {
     /// Export live over OTLP too.
     pub otlp: Option<LiveOtlp>,
     pub mutex_uprobes: bool,
+    pub kernel_locks: bool,
     pub follow_forks: bool,
     pub ringbuf_bytes: u32,
     /// OBI's pinned trace-context map, read if present.
@@ -270,6 +271,7 @@ fn start(
         trace_all: false,
         follow_forks: opts.follow_forks || launching,
         mutex_uprobes: opts.mutex_uprobes,
+        kernel_locks: opts.kernel_locks,
         ringbuf_bytes: opts.ringbuf_bytes,
         obi_ctx_map: opts.obi_ctx_map.clone(),
     };

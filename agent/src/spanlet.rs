@@ -17,16 +17,27 @@ pub enum SpanletKind {
     MutexWait,
     /// A pthread mutex hold, from lock to unlock (opt-in uprobes).
     MutexHold,
+    /// A contended kernel lock (mutex, rwsem, spinlock) the thread waited
+    /// for inside a syscall or fault (opt-in, `--kernel-locks`). `addr` is a
+    /// per-capture key for the lock, not its kernel address; `futex_op`
+    /// holds the `LCB_F_*` lock-type flags and `futex_val` the result.
+    KernelLockWait,
 }
 
 impl SpanletKind {
-    pub const ALL: [SpanletKind; 3] = [Self::FutexWait, Self::MutexWait, Self::MutexHold];
+    pub const ALL: [SpanletKind; 4] = [
+        Self::FutexWait,
+        Self::MutexWait,
+        Self::MutexHold,
+        Self::KernelLockWait,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::FutexWait => "futex_wait",
             Self::MutexWait => "mutex_wait",
             Self::MutexHold => "mutex_hold",
+            Self::KernelLockWait => "kernel_lock_wait",
         }
     }
 
@@ -35,6 +46,7 @@ impl SpanletKind {
             Self::FutexWait => 1,
             Self::MutexWait => 2,
             Self::MutexHold => 3,
+            Self::KernelLockWait => 4,
         }
     }
 
@@ -43,13 +55,62 @@ impl SpanletKind {
             1 => Some(Self::FutexWait),
             2 => Some(Self::MutexWait),
             3 => Some(Self::MutexHold),
+            4 => Some(Self::KernelLockWait),
             _ => None,
         }
     }
 
     /// Whether this kind is a wait (as opposed to a hold).
     pub const fn is_wait(self) -> bool {
-        matches!(self, Self::FutexWait | Self::MutexWait)
+        matches!(
+            self,
+            Self::FutexWait | Self::MutexWait | Self::KernelLockWait
+        )
+    }
+}
+
+/// The kind of kernel lock a `kernel_lock_wait` waited for, from the
+/// `LCB_F_*` flags its spanlet keeps in `futex_op`.
+pub fn kernel_lock_type(flags: u32) -> &'static str {
+    use agent_ebpf::lock_flags::{MUTEX, PERCPU, READ, RT, SPIN, WRITE};
+    let rw = |read: &'static str, write: &'static str, neither: &'static str| {
+        if flags & WRITE != 0 {
+            write
+        } else if flags & READ != 0 {
+            read
+        } else {
+            neither
+        }
+    };
+    if flags & MUTEX != 0 {
+        "mutex"
+    } else if flags & RT != 0 {
+        "rt_mutex"
+    } else if flags & PERCPU != 0 {
+        rw("percpu_rwsem_read", "percpu_rwsem_write", "percpu_rwsem")
+    } else if flags & SPIN != 0 {
+        rw("rwlock_read", "rwlock_write", "spinlock")
+    } else {
+        rw("rwsem_read", "rwsem_write", "unknown")
+    }
+}
+
+#[cfg(test)]
+mod lock_type_tests {
+    use agent_ebpf::lock_flags::{MUTEX, PERCPU, READ, RT, SPIN, WRITE};
+
+    use super::kernel_lock_type;
+
+    #[test]
+    fn kernel_lock_types_from_flags() {
+        assert_eq!(kernel_lock_type(MUTEX | SPIN), "mutex");
+        assert_eq!(kernel_lock_type(WRITE), "rwsem_write");
+        assert_eq!(kernel_lock_type(READ), "rwsem_read");
+        assert_eq!(kernel_lock_type(SPIN), "spinlock");
+        assert_eq!(kernel_lock_type(SPIN | READ), "rwlock_read");
+        assert_eq!(kernel_lock_type(PERCPU | WRITE), "percpu_rwsem_write");
+        assert_eq!(kernel_lock_type(RT), "rt_mutex");
+        assert_eq!(kernel_lock_type(0), "unknown");
     }
 }
 
@@ -199,6 +260,8 @@ pub struct CaptureStats {
     pub below_min_wait: u64,
     /// Mutex holds shorter than `--min-wait` (`--mutex-uprobes`; filtered).
     pub holds_below_min_wait: u64,
+    /// Kernel lock waits shorter than `--min-wait` (`--kernel-locks`; filtered).
+    pub kernel_lock_waits_below_min_wait: u64,
     /// Waits whose thread exited without running again (killed while
     /// blocked): nothing to record, counted so the figures add up.
     pub exited_in_wait: u64,
@@ -213,6 +276,8 @@ pub struct CaptureStats {
     pub dropped_pids_map_full: u64,
     /// Mutex holds lost: uprobe maps full.
     pub dropped_held_map_full: u64,
+    /// Kernel lock waits lost: their tracking map was full.
+    pub dropped_kernel_locks_map_full: u64,
     /// Lost in user space: a pipeline queue was full.
     pub dropped_user_queue_full: u64,
     /// Events that failed to decode (should be zero).
@@ -225,6 +290,7 @@ impl CaptureStats {
         self.dropped_ringbuf_full
             + self.dropped_waits_map_full
             + self.dropped_held_map_full
+            + self.dropped_kernel_locks_map_full
             + self.dropped_user_queue_full
             + self.malformed_events
     }

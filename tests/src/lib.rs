@@ -44,6 +44,9 @@ pub const C_FUTEX_OPS: &str = env!("SPANLET_WORKLOAD_C_FUTEX_OPS");
 pub const C_PINGPONG: &str = env!("SPANLET_WORKLOAD_C_PINGPONG");
 /// Threads blocked when a capture stops, or when their process exits.
 pub const C_LIFECYCLE: &str = env!("SPANLET_WORKLOAD_C_LIFECYCLE");
+/// Threads contending on their process's mmap_lock in the kernel
+/// (`workloads/c_kernel_locks.c`).
+pub const C_KERNEL_LOCKS: &str = env!("SPANLET_WORKLOAD_C_KERNEL_LOCKS");
 /// pthread mutexes with thread context from a shared library
 /// (`workloads/c_thread_ctx.c`, `workloads/otel_ctx_lib.c`).
 pub const C_THREAD_CTX: &str = env!("SPANLET_WORKLOAD_C_THREAD_CTX");
@@ -294,6 +297,15 @@ impl Recording {
     /// (recorded with `--mutex-uprobes`).
     pub fn export_with_holds(&self) -> Vec<Spanlet> {
         export_jsonl_with_holds(&self.capture)
+    }
+
+    /// Like [`Recording::export`], but also accepts `kernel_lock_wait`
+    /// spanlets (recorded with `--kernel-locks`).
+    pub fn export_with_kernel_locks(&self) -> Vec<Spanlet> {
+        export_kinds(
+            &self.capture,
+            &["futex_wait", "mutex_wait", "kernel_lock_wait"],
+        )
     }
 
     /// `spanlet report CAPTURE` (text).

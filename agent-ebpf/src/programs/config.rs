@@ -27,6 +27,8 @@ static SPANLET_CONFIG: Config = Config {
     inode_sb_off: 0,
     sb_dev_off: 0,
     obi_ctx: 0,
+    mutex_owner_off: 0,
+    rwsem_owner_off: 0,
     _pad: 0,
 };
 

@@ -1,8 +1,9 @@
 //! Every map of the programs, named by the shared constants in the ABI.
 use super::task_storage::TaskStorage;
 use agent_ebpf::{
-    COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, MAX_HELD,
-    MAX_LOCK_CALLS, MAX_PIDS, OPEN_WAIT_SLOTS, ObiCtxValue, PID_HINT_SLOTS, PidEntry, WaitState,
+    COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, LockContention,
+    LockContentionKey, MAX_HELD, MAX_LOCK_CALLS, MAX_LOCK_CONTENTIONS, MAX_PIDS, OPEN_WAIT_SLOTS,
+    ObiCtxValue, PID_HINT_SLOTS, PidEntry, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
@@ -51,6 +52,10 @@ pub static LOCK_CALLS: HashMap<u32, LockCall> = HashMap::with_max_entries(MAX_LO
 
 #[map(name = "SPANLET_HELD")]
 pub static HELD: HashMap<HeldKey, HeldLock> = HashMap::with_max_entries(MAX_HELD, 0);
+
+#[map(name = "SPANLET_LOCK_CONTENTION")]
+pub static LOCK_CONTENTION: HashMap<LockContentionKey, LockContention> =
+    HashMap::with_max_entries(MAX_LOCK_CONTENTIONS, 0);
 
 /// Submit flags for an event: wake the reader only when enough is pending.
 #[inline(always)]

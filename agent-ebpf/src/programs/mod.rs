@@ -4,6 +4,7 @@ mod config;
 mod counters;
 mod filter;
 mod futex;
+mod kernel_lock;
 mod maps;
 mod mutex_uprobe;
 mod open_waits;

@@ -22,6 +22,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             None
         },
         mutex_uprobes: args.mutex_uprobes,
+        kernel_locks: args.kernel_locks,
         follow_forks: args.follow_forks,
         ringbuf_bytes: args.ringbuf_size,
         obi_ctx_map: Some(args.obi_ctx_map),
@@ -85,12 +86,20 @@ pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
             s.holds_below_min_wait
         );
     }
+    if s.kernel_lock_waits_below_min_wait > 0 {
+        eprintln!(
+            "spanlet: {} kernel lock waits shorter than --min-wait were not recorded",
+            s.kernel_lock_waits_below_min_wait
+        );
+    }
     if s.dropped() > 0 {
         eprintln!(
-            "spanlet: warning: {} events lost (ring full {}, wait map full {}, queue full {}); try a larger --ringbuf-size or a higher --min-wait",
+            "spanlet: warning: {} events lost (ring full {}, wait map full {}, hold maps full {}, kernel lock map full {}, queue full {}); try a larger --ringbuf-size or a higher --min-wait",
             s.dropped(),
             s.dropped_ringbuf_full,
             s.dropped_waits_map_full,
+            s.dropped_held_map_full,
+            s.dropped_kernel_locks_map_full,
             s.dropped_user_queue_full
         );
     }

@@ -13,6 +13,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         output: None,
         otlp: Some(live_otlp(&args.otlp)?),
         mutex_uprobes: false,
+        kernel_locks: args.kernel_locks,
         follow_forks: args.follow_forks,
         ringbuf_bytes: args.ringbuf_size,
         obi_ctx_map: Some(args.obi_ctx_map),

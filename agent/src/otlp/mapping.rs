@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind};
+use crate::spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -203,10 +203,23 @@ fn attributes(s: &Spanlet, thread_name: &str) -> Vec<KeyValue> {
     if let Some(name) = s.waker_comm.as_deref().filter(|n| !n.is_empty()) {
         a.push(string("spanlet.waker.name", name));
     }
-    if s.kind != SpanletKind::MutexHold {
-        a.push(int("spanlet.syscall", s.syscall));
-        a.push(int("spanlet.futex.op", s.futex_op));
-        a.push(int("spanlet.futex.val", s.futex_val));
+    match s.kind {
+        SpanletKind::MutexHold => {}
+        SpanletKind::KernelLockWait => {
+            a.push(string(
+                "spanlet.kernel_lock.type",
+                kernel_lock_type(s.futex_op),
+            ));
+            a.push(int("spanlet.kernel_lock.flags", s.futex_op));
+            if s.futex_val != 0 {
+                a.push(int("spanlet.kernel_lock.error", s.futex_val as i32));
+            }
+        }
+        SpanletKind::FutexWait | SpanletKind::MutexWait => {
+            a.push(int("spanlet.syscall", s.syscall));
+            a.push(int("spanlet.futex.op", s.futex_op));
+            a.push(int("spanlet.futex.val", s.futex_val));
+        }
     }
     a
 }
@@ -215,6 +228,7 @@ fn resource_kind(kind: SpanletKind) -> &'static str {
     match kind {
         SpanletKind::MutexWait | SpanletKind::MutexHold => "mutex",
         SpanletKind::FutexWait => "futex",
+        SpanletKind::KernelLockWait => "kernel_lock",
     }
 }
 
@@ -232,7 +246,9 @@ fn log_record(s: &Spanlet, attributes: Vec<KeyValue>) -> LogRecord {
         observed_time_unix_nano: end,
         event_name: match s.kind {
             SpanletKind::MutexHold => EVENT_HOLD,
-            SpanletKind::MutexWait | SpanletKind::FutexWait => EVENT_WAIT,
+            SpanletKind::MutexWait | SpanletKind::FutexWait | SpanletKind::KernelLockWait => {
+                EVENT_WAIT
+            }
         }
         .to_owned(),
         attributes,
@@ -250,6 +266,7 @@ fn span(s: &Spanlet, attributes: &[KeyValue]) -> Option<Span> {
         SpanletKind::MutexWait => "lock wait",
         SpanletKind::FutexWait => "futex wait",
         SpanletKind::MutexHold => "lock hold",
+        SpanletKind::KernelLockWait => "kernel lock wait",
     };
     let links = s
         .holder_context

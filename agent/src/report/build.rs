@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     capture::Capture,
-    spanlet::{Spanlet, SpanletKind, WaitOutcome},
+    spanlet::{Spanlet, SpanletKind, WaitOutcome, kernel_lock_type},
 };
 
 /// Name shown for a thread or process the capture has no name for.
@@ -124,6 +124,9 @@ fn duration_ns(capture: &Capture) -> Option<u64> {
 struct Acc {
     has_mutex_wait: bool,
     has_futex_wait: bool,
+    has_kernel_lock_wait: bool,
+    /// `LCB_F_*` flags of its kernel lock waits, for the lock's type.
+    kernel_lock_flags: u32,
     waits: Vec<u64>,
     total_wait_ns: u64,
     outcomes: Outcomes,
@@ -164,6 +167,10 @@ impl Acc {
             }
             SpanletKind::MutexWait => self.has_mutex_wait = true,
             SpanletKind::FutexWait => self.has_futex_wait = true,
+            SpanletKind::KernelLockWait => {
+                self.has_kernel_lock_wait = true;
+                self.kernel_lock_flags |= s.futex_op;
+            }
         }
         self.waits.push(s.wait_ns);
         self.total_wait_ns = self.total_wait_ns.saturating_add(s.wait_ns);
@@ -198,6 +205,8 @@ impl Acc {
         self.waits.sort_unstable();
         let kind = if self.has_mutex_wait {
             SpanletKind::MutexWait
+        } else if self.has_kernel_lock_wait {
+            SpanletKind::KernelLockWait
         } else if self.has_futex_wait {
             SpanletKind::FutexWait
         } else {
@@ -218,6 +227,9 @@ impl Acc {
             wakers: top_threads(capture, self.wakers),
             waiters: top_threads(capture, self.waiters),
             holds: self.holds,
+            kernel_lock: self
+                .has_kernel_lock_wait
+                .then(|| kernel_lock_type(self.kernel_lock_flags)),
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct ResourceReport {
     pub waiters: Vec<ThreadStat>,
     /// Lock-to-unlock statistics, when holds were traced.
     pub holds: Option<HoldStats>,
+    /// For a kernel lock: its type (`mutex`, `rwsem_write`, `spinlock`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_lock: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -84,6 +84,7 @@ fn drops(out: &mut String, stats: Option<&StatsReport>) {
             ("ring buffer full", c.dropped_ringbuf_full),
             ("wait map full", c.dropped_waits_map_full),
             ("hold map full", c.dropped_held_map_full),
+            ("kernel lock map full", c.dropped_kernel_locks_map_full),
             ("user queue full", c.dropped_user_queue_full),
             ("malformed", c.malformed_events),
         ]
@@ -108,11 +109,11 @@ fn drops(out: &mut String, stats: Option<&StatsReport>) {
 }
 
 fn resource(out: &mut String, rank: usize, r: &ResourceReport) {
-    let _ = writeln!(
-        out,
-        "#{rank} {} {:#x} in pid {} ({})",
-        r.kind, r.addr, r.pid, r.process
-    );
+    let what = match r.kernel_lock {
+        Some(lock) => format!("{} ({lock}) key {:#x}", r.kind, r.addr),
+        None => format!("{} {:#x}", r.kind, r.addr),
+    };
+    let _ = writeln!(out, "#{rank} {what} in pid {} ({})", r.pid, r.process);
     if r.waits > 0 {
         let _ = writeln!(
             out,
