@@ -36,6 +36,10 @@ use self::{
 };
 use crate::util::workspace_root;
 
+/// The scenarios of the kernel-locks pass: one where kernel locks are
+/// contended, one where they are not.
+const KERNEL_LOCKS_SCENARIOS: [Scenario; 2] = [Scenario::Mmaplock, Scenario::Pingpong];
+
 #[derive(Clone, clap::Args)]
 pub struct Args {
     /// Repetitions of every (scenario, mode) run, interleaved.
@@ -104,6 +108,11 @@ pub fn task(args: &Args) -> Result<()> {
         .copied()
         .filter(|s| floor::SCENARIOS.contains(s))
         .collect();
+    let kernel_locked: Vec<Scenario> = compared
+        .iter()
+        .copied()
+        .filter(|s| KERNEL_LOCKS_SCENARIOS.contains(s))
+        .collect();
     let agent = selected.contains(&Scenario::Agent);
 
     let tools = prepare::tools(args.spanlet.as_deref()).context("bench step `prepare` failed")?;
@@ -119,7 +128,8 @@ pub fn task(args: &Args) -> Result<()> {
         config.warmup,
     );
     bench.expect(
-        (compared.len() * 3 + floored.len() * 2) * config.reps as usize + usize::from(agent),
+        (compared.len() * 3 + (floored.len() + kernel_locked.len()) * 2) * config.reps as usize
+            + usize::from(agent),
     );
     if args.smoke {
         // One pass exercises everything: statistics on throughout.
@@ -134,6 +144,7 @@ pub fn task(args: &Args) -> Result<()> {
         }
     }
     bench.floor(&floored, config.reps)?;
+    bench.kernel_locks(&kernel_locked, config.reps)?;
     if agent {
         bench.agent_load()?;
     }
@@ -149,7 +160,7 @@ pub fn task(args: &Args) -> Result<()> {
     let Bench { runs, failures, .. } = bench;
     let results = Results::new(config, machine, runs, decode, failures);
     if args.smoke {
-        smoke_check(&results, &compared, &floored, agent)?;
+        smoke_check(&results, &compared, &floored, &kernel_locked, agent)?;
     }
     outputs::write(&results, &destinations(args, &results.config), work.path())?;
     println!("{}", report::table(&results));

@@ -21,6 +21,8 @@ const SETTLE: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_secs(120);
 /// spanlet flags for the agent-load run: every blocking wait is a spanlet.
 const AGENT_LOAD_FLAGS: [&str; 2] = ["--min-wait", "0"];
+/// The option whose cost the kernel-locks pass measures.
+pub const KERNEL_LOCKS_FLAG: &str = "--kernel-locks";
 
 /// One run, before the bench adds where and for how long.
 #[derive(Clone, Copy)]
@@ -124,14 +126,35 @@ impl<'a> Bench<'a> {
     /// `reps` repetitions of each scenario untraced and with the floor's
     /// empty programs attached, alternating which goes first.
     pub fn floor(&mut self, scenarios: &[Scenario], reps: u32) -> Result<()> {
+        self.alternate(scenarios, reps, |scenario, rep, floor| Job {
+            floor,
+            ..Job::new(scenario, Mode::Untraced, Pass::Floor, rep)
+        })
+    }
+
+    /// `reps` repetitions of each scenario under spanlet with its defaults
+    /// and with `--kernel-locks`, alternating which goes first.
+    pub fn kernel_locks(&mut self, scenarios: &[Scenario], reps: u32) -> Result<()> {
+        let flags = [KERNEL_LOCKS_FLAG.to_owned()];
+        self.alternate(scenarios, reps, |scenario, rep, with| Job {
+            spanlet_flags: if with { &flags } else { &[] },
+            ..Job::new(scenario, Mode::Spanlet, Pass::KernelLocks, rep)
+        })
+    }
+
+    /// Each scenario without and with something, `reps` times, taking turns
+    /// at going first.
+    fn alternate<'f>(
+        &mut self,
+        scenarios: &[Scenario],
+        reps: u32,
+        job: impl Fn(Scenario, u32, bool) -> Job<'f>,
+    ) -> Result<()> {
         for rep in 1..=reps {
             for (i, &scenario) in scenarios.iter().enumerate() {
                 let first = (rep as usize + i).is_multiple_of(2);
-                for floor in [first, !first] {
-                    self.run(Job {
-                        floor,
-                        ..Job::new(scenario, Mode::Untraced, Pass::Floor, rep)
-                    })?;
+                for with in [first, !first] {
+                    self.run(job(scenario, rep, with))?;
                 }
             }
         }
@@ -178,7 +201,13 @@ impl<'a> Bench<'a> {
             thread::sleep(SETTLE);
         }
         self.done += 1;
-        let who = if floor { "floor" } else { mode.name() };
+        let who = if floor {
+            "floor".to_owned()
+        } else if spanlet_flags.is_empty() || pass == Pass::AgentLoad {
+            mode.name().to_owned()
+        } else {
+            format!("{} {}", mode.name(), spanlet_flags.join(" "))
+        };
         let what = format!("{} {who} ({pass:?} {rep})", scenario.name()).to_lowercase();
         let progress = format!("bench: [{}/{}] {what}", self.done, self.total);
         match run::run(&req) {

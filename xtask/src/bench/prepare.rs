@@ -13,7 +13,7 @@ use crate::util::{cargo, run, stdout_of, target_dir, workspace_root};
 
 /// Sources of the bench workloads and the bpftrace script.
 pub const SOURCES: &str = "xtask/workloads/bench";
-const C_WORKLOADS: [&str; 4] = ["wake", "pingpong", "shortcs", "idle"];
+const C_WORKLOADS: [&str; 5] = ["wake", "pingpong", "shortcs", "idle", "mmaplock"];
 
 /// Everything a run needs besides its scenario.
 #[derive(Clone, Debug)]

@@ -77,6 +77,7 @@ pub fn markdown(r: &Results, paths: &Paths) -> String {
     md.push_str(&table(r));
     per_call(&mut md, r);
     floor(&mut md, r);
+    kernel_locks(&mut md, r);
     bpf_stats(&mut md, r);
     agent(&mut md, r);
     targets(&mut md, r);
@@ -107,8 +108,10 @@ fn method(md: &mut String, r: &Results, paths: &Paths) {
          switch behind `kernel.bpf_stats_enabled`, held only for those runs). The \
          floor pass then runs ping-pong and `sysbench threads` untraced, alternately \
          with and without an empty program (`r0 = 0; exit`) on each of spanlet's \
-         default tracepoints, which the harness loads and attaches itself; and one \
-         run measures spanlet itself at a high spanlet rate.\n",
+         default tracepoints, which the harness loads and attaches itself. The \
+         kernel-locks pass runs `mmaplock` and ping-pong under spanlet, alternately \
+         with its defaults and with `--kernel-locks`. One run measures spanlet \
+         itself at a high spanlet rate.\n",
         c.command, c.reps, c.warmup, c.seconds
     );
     let _ = writeln!(
@@ -432,6 +435,9 @@ fn meaning(md: &mut String) {
          not how much it costs.\n\
          * **sysbench threads** is `sched_yield` with light locking: mostly \
          scheduler work, where spanlet's `sched_switch` program runs.\n\
+         * **mmaplock**: threads that map and unmap memory queue on their \
+         process's mmap_lock inside the kernel; no futex is involved, so with its \
+         defaults spanlet records nothing there (`--kernel-locks` does).\n\
          * **bpf_stats** figures count every run of the tracer's programs on the \
          machine in the timed phase, the workload's and everyone else's, and \
          include the statistics' own clock reads; the throughput figures are the \
@@ -476,17 +482,77 @@ fn floor(md: &mut String, r: &Results) {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f.scenario.name(),
             f.unit,
-            rate(f.untraced.ops_per_sec),
-            rate(f.floor.ops_per_sec),
+            rate(f.without.ops_per_sec),
+            rate(f.with.ops_per_sec),
             ratio(f.ratio),
             ratio(s.and_then(|s| s.spanlet_ratio)),
             nanos(f.added_ns_per_pair),
             nanos(s.and_then(|s| s.spanlet_added_ns_per_pair)),
-            f.untraced.runs.min(f.floor.runs),
+            f.without.runs.min(f.with.runs),
         );
     }
     md.push('\n');
 }
+
+/// spanlet with and without `--kernel-locks`, and whether that cost is
+/// significant (the reason the option is off by default, or not).
+fn kernel_locks(md: &mut String, r: &Results) {
+    if r.kernel_locks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## `--kernel-locks`: its cost
+"
+    );
+    let _ = writeln!(
+        md,
+        "spanlet with its defaults, and with `--kernel-locks` (programs on \
+         `lock:contention_begin` and `lock:contention_end`), alternately, on \
+         `mmaplock` (threads queueing on their process's mmap_lock, the case \
+         the option records) and on ping-pong (futex waits only).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | unit | defaults | --kernel-locks | ratio | ns added per op | runs |\n\
+         |---|---|--:|--:|--:|--:|--:|"
+    );
+    for k in &r.kernel_locks {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            k.scenario.name(),
+            k.unit,
+            rate(k.without.ops_per_sec),
+            rate(k.with.ops_per_sec),
+            ratio(k.ratio),
+            nanos(k.added_ns_per_op),
+            k.without.runs.min(k.with.runs),
+        );
+    }
+    if let Some(ratio) = r
+        .kernel_locks
+        .iter()
+        .find(|k| k.scenario == Scenario::Mmaplock)
+        .and_then(|k| k.ratio)
+    {
+        let verdict = if ratio < KERNEL_LOCKS_SIGNIFICANT {
+            "significant: `--kernel-locks` stays off by default"
+        } else {
+            "not significant here"
+        };
+        let _ = writeln!(
+            md,
+            "\nOn the contended workload it keeps {ratio:.3} of spanlet's default \
+             throughput: {verdict} (significant means below {KERNEL_LOCKS_SIGNIFICANT}).",
+        );
+    }
+    md.push('\n');
+}
+
+/// Below this ratio on `mmaplock`, `--kernel-locks` costs too much to be on
+/// by default (the FUTEX_WAKE loop's target).
+pub const KERNEL_LOCKS_SIGNIFICANT: f64 = 0.98;
 
 fn rate(v: Option<f64>) -> String {
     let Some(v) = v else { return "n/a".into() };

@@ -7,7 +7,7 @@ use super::{
     machine::Machine,
     run::Record,
     scenarios::{Mode, Scenario},
-    summary::{self, AgentLoad, Decode, FloorSummary, ProgCost, ScenarioSummary, TargetCheck},
+    summary::{self, AgentLoad, Decode, PairSummary, ProgCost, ScenarioSummary, TargetCheck},
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -34,7 +34,9 @@ pub struct Results {
     pub machine: Machine,
     pub scenarios: Vec<ScenarioSummary>,
     /// Untraced against empty programs on spanlet's hooks.
-    pub floor: Vec<FloorSummary>,
+    pub floor: Vec<PairSummary>,
+    /// spanlet with its defaults against spanlet with `--kernel-locks`.
+    pub kernel_locks: Vec<PairSummary>,
     pub bpf_stats: Vec<ProgCost>,
     pub agent: Option<AgentLoad>,
     pub decode: Option<Decode>,
@@ -61,6 +63,7 @@ impl Results {
             machine,
             scenarios,
             floor,
+            kernel_locks: summary::kernel_locks(&runs),
             agent,
             decode,
             targets,
@@ -76,13 +79,19 @@ pub fn smoke_check(
     results: &Results,
     compared: &[Scenario],
     floored: &[Scenario],
+    kernel_locked: &[Scenario],
     agent: bool,
 ) -> Result<()> {
     let mut missing = Vec::new();
-    for &scenario in floored {
-        let f = results.floor.iter().find(|f| f.scenario == scenario);
-        if f.is_none_or(|f| f.ratio.is_none()) {
-            missing.push(format!("{} floor: no throughput", scenario.name()));
+    for (pass, scenarios, pairs) in [
+        ("floor", floored, &results.floor),
+        ("kernel-locks", kernel_locked, &results.kernel_locks),
+    ] {
+        for &scenario in scenarios {
+            let p = pairs.iter().find(|p| p.scenario == scenario);
+            if p.is_none_or(|p| p.ratio.is_none()) {
+                missing.push(format!("{} {pass}: no throughput", scenario.name()));
+            }
         }
     }
     for &scenario in compared {

@@ -37,6 +37,8 @@ pub enum Pass {
     AgentLoad,
     /// Untraced, against empty programs on spanlet's hooks (bench::floor).
     Floor,
+    /// spanlet with its defaults, against spanlet with `--kernel-locks`.
+    KernelLocks,
 }
 
 /// What to run.
@@ -69,6 +71,9 @@ pub struct Record {
     /// Run with the floor's empty programs attached.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub floor: bool,
+    /// Extra `spanlet record` flags of the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spanlet_flags: Vec<String>,
     /// The command line, tracer included.
     pub command: String,
     pub ops: f64,
@@ -112,8 +117,13 @@ pub struct ProgRecord {
 
 impl Request<'_> {
     fn label(&self) -> String {
+        let flags: String = self
+            .spanlet_flags
+            .iter()
+            .map(|f| format!("-{}", f.trim_start_matches('-')))
+            .collect();
         format!(
-            "{}-{}{}-{:?}-{}",
+            "{}-{}{}{flags}-{:?}-{}",
             self.scenario.name(),
             self.mode.name(),
             if self.floor { "-floor" } else { "" },
@@ -166,6 +176,7 @@ pub fn run(req: &Request) -> Result<Record> {
         pass: req.pass,
         rep: req.rep,
         floor: req.floor,
+        spanlet_flags: req.spanlet_flags.to_vec(),
         command,
         ops: measured.ops,
         seconds: measured.seconds,

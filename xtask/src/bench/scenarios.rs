@@ -23,6 +23,9 @@ pub enum Scenario {
     SysbenchMutex,
     /// `sysbench threads`, 4 threads.
     SysbenchThreads,
+    /// 4 threads mapping and unmapping memory: contention on a kernel lock
+    /// (mmap_lock), not on any futex.
+    Mmaplock,
     /// The FUTEX_WAKE loop as a process outside the PID set.
     Outside,
     /// spanlet's own CPU, peak RSS and capture size under a high spanlet rate.
@@ -32,7 +35,7 @@ pub enum Scenario {
 }
 
 /// The scenarios run three ways and compared.
-pub const COMPARED: [Scenario; 8] = [
+pub const COMPARED: [Scenario; 9] = [
     Scenario::Wake,
     Scenario::Pingpong,
     Scenario::Shortcs,
@@ -40,6 +43,7 @@ pub const COMPARED: [Scenario; 8] = [
     Scenario::Idle,
     Scenario::SysbenchMutex,
     Scenario::SysbenchThreads,
+    Scenario::Mmaplock,
     Scenario::Outside,
 ];
 
@@ -53,6 +57,7 @@ impl Scenario {
             Self::Idle => "idle",
             Self::SysbenchMutex => "sysbench-mutex",
             Self::SysbenchThreads => "sysbench-threads",
+            Self::Mmaplock => "mmaplock",
             Self::Outside => "outside",
             Self::Agent => "agent",
             Self::Decode => "decode",
@@ -74,6 +79,7 @@ impl Scenario {
             Self::Idle => "requests/s (fixed rate)",
             Self::SysbenchMutex => "mutex locks/s",
             Self::SysbenchThreads => "events/s",
+            Self::Mmaplock => "map/unmap cycles/s",
             Self::Decode => "spanlets/s",
         }
     }
@@ -182,6 +188,7 @@ pub fn workload(scenario: Scenario, p: &Programs, seconds: f64, warmup: f64) -> 
         Scenario::Wake | Scenario::Outside => c("wake", &[]),
         Scenario::Pingpong | Scenario::Agent => c("pingpong", &[]),
         Scenario::Shortcs => c("shortcs", &[&threads]),
+        Scenario::Mmaplock => c("mmaplock", &[&threads]),
         Scenario::Idle => c("idle", &["1000"]),
         Scenario::Pylock => Workload {
             argv: vec![

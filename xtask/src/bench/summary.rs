@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
+    passes::KERNEL_LOCKS_FLAG,
     run::{Pass, Record},
     scenarios::{COMPARED, Mode, Scenario},
     stats::{added_ns_per_op, median, ratio, spread},
@@ -54,14 +55,16 @@ impl ScenarioSummary {
     }
 }
 
-/// A scenario untraced against the floor's empty programs (the floor pass).
+/// A scenario without and with one thing, from a pass that alternates
+/// them: untraced without and with the floor's empty programs, or spanlet
+/// without and with `--kernel-locks`.
 #[derive(Clone, Debug, Serialize)]
-pub struct FloorSummary {
+pub struct PairSummary {
     pub scenario: Scenario,
     pub unit: &'static str,
-    pub untraced: ModeSummary,
-    pub floor: ModeSummary,
-    /// Median ops/s with the floor over median ops/s without.
+    pub without: ModeSummary,
+    pub with: ModeSummary,
+    /// Median ops/s with over median ops/s without.
     pub ratio: Option<f64>,
     pub added_ns_per_op: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,35 +207,40 @@ fn mode_summary(records: &[Record], scenario: Scenario, mode: Mode) -> ModeSumma
 }
 
 /// The floor pass of each scenario that had one.
-pub fn floors(records: &[Record]) -> Vec<FloorSummary> {
+pub fn floors(records: &[Record]) -> Vec<PairSummary> {
+    pairs(records, Pass::Floor, |r| r.floor)
+}
+
+/// The kernel-locks pass of each scenario that had one.
+pub fn kernel_locks(records: &[Record]) -> Vec<PairSummary> {
+    pairs(records, Pass::KernelLocks, |r| {
+        r.spanlet_flags.iter().any(|f| f == KERNEL_LOCKS_FLAG)
+    })
+}
+
+fn pairs(records: &[Record], pass: Pass, with: impl Fn(&Record) -> bool) -> Vec<PairSummary> {
     COMPARED
         .iter()
-        .filter(|s| {
-            records
-                .iter()
-                .any(|r| r.pass == Pass::Floor && r.scenario == **s)
-        })
+        .filter(|s| records.iter().any(|r| r.pass == pass && r.scenario == **s))
         .map(|&scenario| {
-            let side = |floor: bool| {
+            let side = |w: bool| {
                 summarize(
                     records
                         .iter()
-                        .filter(|r| {
-                            r.pass == Pass::Floor && r.scenario == scenario && r.floor == floor
-                        })
+                        .filter(|r| r.pass == pass && r.scenario == scenario && with(r) == w)
                         .collect(),
                 )
             };
-            let (untraced, floor) = (side(false), side(true));
-            let added = added_ns_per_op(untraced.ops_per_sec, floor.ops_per_sec);
-            FloorSummary {
+            let (without, with) = (side(false), side(true));
+            let added = added_ns_per_op(without.ops_per_sec, with.ops_per_sec);
+            PairSummary {
                 scenario,
                 unit: scenario.unit(),
-                ratio: ratio(floor.ops_per_sec, untraced.ops_per_sec),
+                ratio: ratio(with.ops_per_sec, without.ops_per_sec),
                 added_ns_per_op: added,
-                added_ns_per_pair: per_pair(added, floor.extra.get(PAIRS)),
-                untraced,
-                floor,
+                added_ns_per_pair: per_pair(added, with.extra.get(PAIRS)),
+                without,
+                with,
             }
         })
         .collect()
@@ -330,7 +338,7 @@ pub fn agent_load(records: &[Record]) -> Option<AgentLoad> {
 /// The targets, judged on this run's figures.
 pub fn targets(
     scenarios: &[ScenarioSummary],
-    floors: &[FloorSummary],
+    floors: &[PairSummary],
     agent: Option<&AgentLoad>,
     decode: Option<&Decode>,
 ) -> Vec<TargetCheck> {
@@ -494,6 +502,7 @@ mod tests {
             pass: Pass::Compare,
             rep: 1,
             floor: false,
+            spanlet_flags: Vec::new(),
             command: String::new(),
             ops: ops_per_sec,
             seconds: 1.0,
@@ -559,15 +568,19 @@ mod tests {
             records.push(r);
         }
         let f = &floors(&records)[0];
-        assert_eq!(f.untraced.ops_per_sec, Some(110_000.0));
-        assert_eq!(f.floor.ops_per_sec, Some(100_000.0));
+        assert_eq!(f.without.ops_per_sec, Some(110_000.0));
+        assert_eq!(f.with.ops_per_sec, Some(100_000.0));
         // 10 µs − 9.09 µs per round trip, one pair each.
         assert!((f.added_ns_per_pair.unwrap() - 909.09).abs() < 0.01);
         // The comparison's untraced median is not mixed with the floor pass.
         assert_eq!(scenarios(&records)[0].untraced.ops_per_sec, Some(100_000.0));
         let checks = targets(&scenarios(&records), &floors(&records), None, None);
         let pingpong = checks.iter().find(|c| c.target.contains("300 ns")).unwrap();
-        assert!(pingpong.measured.contains("empty programs alone: 909 ns per pair"));
+        assert!(
+            pingpong
+                .measured
+                .contains("empty programs alone: 909 ns per pair")
+        );
     }
 
     #[test]
