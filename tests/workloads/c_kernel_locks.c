@@ -1,7 +1,9 @@
-/* Kernel lock contention: THREADS threads map, touch and unmap anonymous
- * memory in a loop for MS milliseconds. mmap and munmap take the process's
- * mmap_lock (an rwsem) for writing, so the threads queue on it in the
- * kernel, with no user-space lock anywhere.
+/* Kernel lock contention: THREADS threads each map a region of anonymous
+ * memory, then for MS milliseconds touch it and change its protection back
+ * and forth. mprotect takes the process's mmap_lock (an rwsem) for writing
+ * and keeps it so (munmap would downgrade it to a read lock, which names no
+ * owner), so the threads queue on it in the kernel behind a writer, with
+ * no user-space lock anywhere.
  *
  * Usage: c_kernel_locks [THREADS] [MS]
  * Prints one JSON line of ground truth at the end: pid, the worker tids,
@@ -26,13 +28,15 @@ static void *worker(void *arg) {
     int i = (int)(long)arg;
     tids[i] = get_tid();
     atomic_fetch_add(&ready, 1);
+    char *p = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("mmap", errno);
     while (mono_ns() < deadline_mono) {
-        char *p = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) die("mmap", errno);
-        for (size_t off = 0; off < MAP_BYTES; off += PAGE) p[off] = 1;
-        if (munmap(p, MAP_BYTES) != 0) die("munmap", errno);
+        for (size_t off = 0; off < MAP_BYTES; off += PAGE) p[off]++;
+        if (mprotect(p, MAP_BYTES, PROT_READ) != 0) die("mprotect", errno);
+        if (mprotect(p, MAP_BYTES, PROT_READ | PROT_WRITE) != 0) die("mprotect", errno);
         iterations[i]++;
     }
+    if (munmap(p, MAP_BYTES) != 0) die("munmap", errno);
     return NULL;
 }
 
