@@ -1,8 +1,8 @@
 //! Compiles the C workloads with gcc into OUT_DIR and tells the crate where
 //! they are (`SPANLET_WORKLOAD_C_MUTEX`, `SPANLET_WORKLOAD_C_CONDVAR`,
 //! `SPANLET_WORKLOAD_C_FUTEX_OPS`, `SPANLET_WORKLOAD_C_PINGPONG`,
-//! `SPANLET_WORKLOAD_C_LIFECYCLE`, `SPANLET_WORKLOAD_C_KERNEL_LOCKS`, and the
-//! thread-context ones below), and
+//! `SPANLET_WORKLOAD_C_LIFECYCLE`, `SPANLET_WORKLOAD_C_KERNEL_LOCKS`,
+//! `SPANLET_WORKLOAD_C_SOCKET_PAIR`, and the thread-context ones below), and
 //! where the Python scripts live (`SPANLET_WORKLOAD_PY_LOCK`,
 //! `SPANLET_TLS_PROXY`), so that tests run the programs whatever the
 //! working directory.
@@ -20,6 +20,7 @@ const C_WORKLOADS: &[(&str, &str)] = &[
     ("c_pingpong", "SPANLET_WORKLOAD_C_PINGPONG"),
     ("c_lifecycle", "SPANLET_WORKLOAD_C_LIFECYCLE"),
     ("c_kernel_locks", "SPANLET_WORKLOAD_C_KERNEL_LOCKS"),
+    ("c_socket_pair", "SPANLET_WORKLOAD_C_SOCKET_PAIR"),
 ];
 
 fn main() {

@@ -51,6 +51,9 @@ pub mod maps {
     /// [`crate::LockContentionKey`] -> [`crate::LockContention`]: kernel
     /// lock waits in progress (`--kernel-locks`).
     pub const LOCK_CONTENTION: &str = "SPANLET_LOCK_CONTENTION";
+    /// Socket inode -> [`crate::SockWaiters`]: traced threads blocked on
+    /// each socket now, in the order they blocked.
+    pub const SOCK_WAITERS: &str = "SPANLET_SOCK_WAITERS";
 }
 
 /// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
@@ -65,6 +68,8 @@ pub const MAX_LOCK_CALLS: u32 = 16_384;
 pub const MAX_HELD: u32 = 65_536;
 /// Kernel lock waits in progress at once: one per waiting thread and lock.
 pub const MAX_LOCK_CONTENTIONS: u32 = 16_384;
+/// Sockets with traced threads blocked on them at once.
+pub const MAX_SOCKETS: u32 = 16_384;
 /// Slots of the PID-hint array (a power of two). Every blocking context
 /// switch in the system asks "is this process traced?"; an array slot
 /// (inlined by the JIT) answers "no" for almost all of them without the
@@ -155,9 +160,32 @@ pub struct Config {
     /// and `rw_semaphore.owner`, task pointers with flags in the low bits.
     pub mutex_owner_off: u32,
     pub rwsem_owner_off: u32,
+    /// From a task's fd to its socket: `task_struct.files`,
+    /// `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
+    /// `file.private_data` (the `struct socket`), `inode.i_mode`,
+    /// `socket.sk`.
+    pub task_files_off: u32,
+    pub files_fdt_off: u32,
+    pub fdtable_max_fds_off: u32,
+    pub fdtable_fd_off: u32,
+    pub file_private_data_off: u32,
+    pub inode_mode_off: u32,
+    pub socket_sk_off: u32,
+    /// `struct sock` members (most in `__sk_common`): family, local port
+    /// (host order), peer port (network order), IPv4 and IPv6 addresses,
+    /// type and protocol.
+    pub sk_family_off: u32,
+    pub sk_num_off: u32,
+    pub sk_dport_off: u32,
+    pub sk_rcv_saddr_off: u32,
+    pub sk_daddr_off: u32,
+    pub sk_v6_rcv_saddr_off: u32,
+    pub sk_v6_daddr_off: u32,
+    pub sk_type_off: u32,
+    pub sk_protocol_off: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 128);
+const _: () = assert!(size_of::<Config>() == 192);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -176,6 +204,13 @@ pub mod kernel {
     /// `RWSEM_READER_OWNED`: readers hold the rwsem, and `owner` names only
     /// the last one to take it, which may be gone.
     pub const RWSEM_READER_OWNED: u64 = 0x1;
+    /// `S_IFMT` and `S_IFSOCK` of `inode.i_mode`.
+    pub const S_IFMT: u16 = 0o170000;
+    pub const S_IFSOCK: u16 = 0o140000;
+    /// Address families the socket key decodes.
+    pub const AF_UNIX: u16 = 1;
+    pub const AF_INET: u16 = 2;
+    pub const AF_INET6: u16 = 10;
 }
 
 /// Bits of `lock:contention_begin`'s `flags` (`LCB_F_*`,
@@ -234,6 +269,10 @@ pub enum Counter {
     KernelLocksFull = 10,
     /// Kernel lock waits shorter than `min_wait_ns` (filtered, not lost).
     KernelLocksBelowMin = 11,
+    /// Socket waits whose queue position was not tracked (`SPANLET_SOCK_WAITERS`
+    /// full, or more waiters on one socket than it keeps): recorded without
+    /// a holder.
+    SocketQueueFull = 12,
 }
 pub const COUNTER_SLOTS: u32 = 16;
 
@@ -329,7 +368,45 @@ pub mod wait_flags {
     /// Ended at its wake-up time, not when it ran again: the switch-in was
     /// not seen (see `Counter::WaitClosedLate`).
     pub const ENDED_AT_WAKE: u32 = 1 << 8;
+    /// A wait on a socket, not a futex: `uaddr` is the socket's inode
+    /// number, `val` the fd, `sock` its addresses, `word_owner` (with
+    /// `OWNER_READ`) a thread of the process blocked on it before this one.
+    pub const SOCKET: u32 = 1 << 9;
+    /// The socket wait was in poll/ppoll on that one socket.
+    pub const POLLED: u32 = 1 << 10;
+    /// The waker was sending on or closing a socket: a peer on this
+    /// machine delivering data (loopback, unix sockets).
+    pub const WAKER_SENDING: u32 = 1 << 11;
 }
+
+/// A socket's identity and addresses, as the kernel has them when a thread
+/// blocks on it. Addresses are in network order (IPv4 in the first 4
+/// bytes); ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockAddrs {
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`...
+    pub sock_type: u16,
+    /// `IPPROTO_TCP`, `IPPROTO_UDP`... (0 for unix sockets).
+    pub protocol: u16,
+    pub local_port: u16,
+    pub peer_port: u16,
+    pub _pad: [u16; 3],
+    pub local_addr: [u8; 16],
+    pub peer_addr: [u8; 16],
+}
+const _: () = assert!(size_of::<SockAddrs>() == 48);
+
+/// Value of `SPANLET_SOCK_WAITERS`: tids of the traced threads blocked on a
+/// socket, oldest first, zero-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockWaiters {
+    pub tids: [u32; SOCK_WAITER_SLOTS],
+}
+pub const SOCK_WAITER_SLOTS: usize = 8;
+const _: () = assert!(size_of::<SockWaiters>() == 32);
 
 /// Per-thread state of a blocked futex wait, kept in task-local storage
 /// (`SPANLET_WAIT_STATE`) from the moment the thread goes off CPU until it
@@ -360,8 +437,10 @@ pub struct WaitState {
     /// The waker's span context when it woke the waiter (the releasing
     /// thread: the holder, for a lock).
     pub waker_ctx: ThreadCtx,
+    /// For a socket wait ([`wait_flags::SOCKET`]): the socket.
+    pub sock: SockAddrs,
 }
-const _: () = assert!(size_of::<WaitState>() == 168);
+const _: () = assert!(size_of::<WaitState>() == 216);
 
 /// A thread's OpenTelemetry span context, read in the kernel from its OTEP
 /// 4947 thread-context record; all zero when it had none (or the record was
@@ -442,7 +521,7 @@ pub struct FutexWaitEvent {
     pub header: EventHeader,
     pub wait: WaitState,
 }
-const _: () = assert!(size_of::<FutexWaitEvent>() == 192);
+const _: () = assert!(size_of::<FutexWaitEvent>() == 240);
 
 /// pthread_mutex_lock call in flight (uprobe entry to uretprobe).
 #[repr(C)]
@@ -545,6 +624,25 @@ pub mod syscalls {
     pub const FUTEX_REQUEUE: u32 = 456;
     pub const EXIT: u32 = 60;
     pub const EXIT_GROUP: u32 = 231;
+    // Calls that can block on a socket (read/write and friends only when
+    // the fd is one).
+    pub const READ: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const CLOSE: u32 = 3;
+    pub const POLL: u32 = 7;
+    pub const READV: u32 = 19;
+    pub const WRITEV: u32 = 20;
+    pub const CONNECT: u32 = 42;
+    pub const ACCEPT: u32 = 43;
+    pub const SENDTO: u32 = 44;
+    pub const RECVFROM: u32 = 45;
+    pub const SENDMSG: u32 = 46;
+    pub const RECVMSG: u32 = 47;
+    pub const SHUTDOWN: u32 = 48;
+    pub const PPOLL: u32 = 271;
+    pub const ACCEPT4: u32 = 288;
+    pub const RECVMMSG: u32 = 299;
+    pub const SENDMMSG: u32 = 307;
 }
 
 /// futex(2) operations (after masking off the private and clock flags).
@@ -578,4 +676,5 @@ mod user {
     unsafe impl aya::Pod for super::LockCall {}
     unsafe impl aya::Pod for super::LockContentionKey {}
     unsafe impl aya::Pod for super::LockContention {}
+    unsafe impl aya::Pod for super::SockWaiters {}
 }

@@ -223,6 +223,8 @@ fn spanlet(rng: &mut Rng, p: &Process, start: u64) -> Spanlet {
         flags: 0,
         context: None,
         holder_context: None,
+        waker_context: None,
+        socket: None,
     };
     if kind == SpanletKind::MutexHold {
         s.syscall = 0;

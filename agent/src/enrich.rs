@@ -13,7 +13,7 @@ use crate::{
     clock::EpochClock,
     decode::{RawEvent, comm_str},
     procfs,
-    spanlet::{SpanContext, Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
+    spanlet::{SocketInfo, SpanContext, Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
 };
 
 /// Where enrichment asks about live threads; /proc in production.
@@ -113,13 +113,16 @@ impl<S: ThreadSource> Enricher<S> {
     /// - a glibc pthread mutex or PI futex: the owner tid read at wait time,
     ///   if it names another live thread of the same process;
     /// - a lock-shaped futex without an owner field (Rust std Mutex): the
-    ///   thread whose futex wake on this word ended the wait, i.e. released it.
+    ///   thread whose futex wake on this word ended the wait, i.e. released it;
+    /// - a socket: the thread of the process that was already waiting on it
+    ///   (ahead in its queue) when this one blocked.
     ///
     /// Condition variables, semaphores and other waits get no holder.
     fn holder(&self, ev: &FutexWaitEvent) -> Option<u32> {
         let w = &ev.wait;
         let (pid, tid) = (ev.header.pid, ev.header.tid);
-        let lockish = w.flags & (wait_flags::LOCK_SHAPED | wait_flags::PI) != 0;
+        let lockish =
+            w.flags & (wait_flags::LOCK_SHAPED | wait_flags::PI | wait_flags::SOCKET) != 0;
         if !lockish {
             return None;
         }
@@ -135,6 +138,10 @@ impl<S: ThreadSource> Enricher<S> {
         {
             return Some(owner);
         }
+        if w.flags & wait_flags::SOCKET != 0 {
+            // A socket has no releasing waker: its waker is the peer.
+            return None;
+        }
         let woken_by_release = Outcome::from_u32(w.outcome) == Outcome::Woken
             && w.flags & wait_flags::WAKER_ADDR_MATCH != 0
             && w.waker_pid == pid
@@ -146,7 +153,10 @@ impl<S: ThreadSource> Enricher<S> {
         let w = &ev.wait;
         let (pid, tid) = (ev.header.pid, ev.header.tid);
         let holder_tid = self.holder(ev);
-        let kind = if holder_tid.is_some() || w.flags & wait_flags::PI != 0 {
+        let socket = w.flags & wait_flags::SOCKET != 0;
+        let kind = if socket {
+            SpanletKind::SocketWait
+        } else if holder_tid.is_some() || w.flags & wait_flags::PI != 0 {
             SpanletKind::MutexWait
         } else {
             SpanletKind::FutexWait
@@ -195,6 +205,8 @@ impl<S: ThreadSource> Enricher<S> {
             } else {
                 None
             },
+            waker_context: waker.and_then(|_| span_context(&w.waker_ctx)),
+            socket: socket.then(|| socket_info(&w.sock)),
         }
     }
 
@@ -222,6 +234,8 @@ impl<S: ThreadSource> Enricher<S> {
             flags: 0,
             context: None,
             holder_context: None,
+            waker_context: None,
+            socket: None,
         }
     }
 }
@@ -260,7 +274,21 @@ impl<S: ThreadSource> Enricher<S> {
             flags: 0,
             context: span_context(&w.ctx),
             holder_context: None,
+            waker_context: None,
+            socket: None,
         }
+    }
+}
+
+fn socket_info(s: &agent_ebpf::SockAddrs) -> SocketInfo {
+    SocketInfo {
+        family: s.family,
+        sock_type: s.sock_type,
+        protocol: s.protocol,
+        local_port: s.local_port,
+        peer_port: s.peer_port,
+        local_addr: s.local_addr,
+        peer_addr: s.peer_addr,
     }
 }
 
@@ -444,6 +472,40 @@ mod tests {
         ev.wait.owner_comm[..5].copy_from_slice(b"owner");
         ev.wait.ctx = ctx(0xc3);
         ev
+    }
+
+    #[test]
+    fn socket_waits_name_the_thread_ahead_not_the_peer() {
+        let mut ev = wait(
+            0,
+            wait_flags::SOCKET | wait_flags::OWNER_READ,
+            11,
+            Outcome::Woken,
+            0,
+        );
+        ev.wait.syscall = syscalls::RECVFROM;
+        ev.wait.uaddr = 4242;
+        ev.wait.sock.family = 2;
+        ev.wait.sock.protocol = 6;
+        ev.wait.sock.local_port = 5000;
+        ev.wait.sock.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        // Woken by a peer in another process, sending.
+        ev.wait.waker_pid = 2;
+        ev.wait.waker_tid = 20;
+        ev.wait.waker_ctx = ctx(0xd4);
+        let s = enrich(ev);
+        assert_eq!(s.kind, SpanletKind::SocketWait);
+        assert_eq!((s.addr, s.holder_tid), (4242, Some(11)));
+        assert_eq!(s.holder_context, None, "the peer is not the holder");
+        assert_eq!(s.waker_context.map(|c| c.span_id), Some([0xd4; 8]));
+        let k = s.socket.expect("a socket");
+        assert_eq!(k.describe(), "tcp 127.0.0.1:5000");
+        // First in line: no holder, and the waker is not taken for one.
+        ev.wait.flags = wait_flags::SOCKET;
+        ev.wait.waker_pid = 1;
+        ev.wait.waker_tid = 12;
+        ev.wait.flags |= wait_flags::WAKER_ADDR_MATCH;
+        assert_eq!(enrich(ev).holder_tid, None);
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::io::{self, BufWriter, Write};
 
 use serde::Serialize;
 
-use crate::{capture::Capture, spanlet::Spanlet};
+use crate::{
+    capture::Capture,
+    spanlet::{Spanlet, socket_op},
+};
 
 /// One exported line. Ids are lowercase hex, as W3C trace context writes them,
 /// and the address is hex because that is how it appears in debuggers.
@@ -24,6 +27,8 @@ struct Line<'a> {
     span_id: Option<String>,
     holder_trace_id: Option<String>,
     holder_span_id: Option<String>,
+    waker_trace_id: Option<String>,
+    waker_span_id: Option<String>,
     outcome: &'static str,
     woken_after_ns: Option<u64>,
     waker_pid: Option<u32>,
@@ -32,6 +37,19 @@ struct Line<'a> {
     futex_op: u32,
     futex_val: u32,
     flags: u32,
+    /// For socket waits: what it was doing, transport and addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<SocketLine>,
+}
+
+#[derive(Serialize)]
+struct SocketLine {
+    op: &'static str,
+    transport: String,
+    local_address: Option<String>,
+    local_port: Option<u16>,
+    peer_address: Option<String>,
+    peer_port: Option<u16>,
 }
 
 impl<'a> Line<'a> {
@@ -50,6 +68,8 @@ impl<'a> Line<'a> {
             span_id: s.context.map(|c| hex(&c.span_id)),
             holder_trace_id: s.holder_context.map(|c| hex(&c.trace_id)),
             holder_span_id: s.holder_context.map(|c| hex(&c.span_id)),
+            waker_trace_id: s.waker_context.map(|c| hex(&c.trace_id)),
+            waker_span_id: s.waker_context.map(|c| hex(&c.span_id)),
             outcome: s.outcome.as_str(),
             woken_after_ns: s.woken_after_ns,
             waker_pid: s.waker_pid,
@@ -58,6 +78,14 @@ impl<'a> Line<'a> {
             futex_op: s.futex_op,
             futex_val: s.futex_val,
             flags: s.flags,
+            socket: s.socket.map(|k| SocketLine {
+                op: socket_op(s.syscall, s.flags),
+                transport: k.transport(),
+                local_address: k.local().map(|a| a.ip().to_string()),
+                local_port: k.local().map(|a| a.port()),
+                peer_address: k.peer().map(|a| a.ip().to_string()),
+                peer_port: k.peer().map(|a| a.port()),
+            }),
         }
     }
 }
@@ -134,13 +162,34 @@ mod tests {
         assert_eq!(full["futex_val"], 2);
         assert_eq!(full["flags"], u32::MAX);
 
+        let mut socket = full_spanlet();
+        socket.kind = crate::spanlet::SpanletKind::SocketWait;
+        socket.syscall = agent_ebpf::syscalls::ACCEPT4;
+        socket.flags = agent_ebpf::wait_flags::SOCKET;
+        socket.socket = Some(crate::spanlet::SocketInfo {
+            family: 10,
+            sock_type: 1,
+            protocol: 6,
+            local_port: 443,
+            peer_port: 0,
+            local_addr: [0; 16],
+            peer_addr: [0; 16],
+        });
+        let line = &export(vec![socket])[0];
+        assert_eq!(
+            line["socket"],
+            json!({"op": "accept", "transport": "tcp", "local_address": "::",
+                   "local_port": 443, "peer_address": null, "peer_port": null})
+        );
+
         assert_eq!(
             lines[1],
             json!({
                 "kind": "futex_wait", "pid": 0, "tid": 0, "comm": "", "addr": "0x0",
                 "start_unix_nano": 0, "wait_ns": 0, "holder_tid": null, "waker_tid": null,
                 "trace_id": null, "span_id": null, "holder_trace_id": null,
-                "holder_span_id": null, "outcome": "unknown", "woken_after_ns": null,
+                "holder_span_id": null, "waker_trace_id": null, "waker_span_id": null,
+                "outcome": "unknown", "woken_after_ns": null,
                 "waker_pid": null, "waker_comm": null, "syscall": 0, "futex_op": 0,
                 "futex_val": 0, "flags": 0
             })

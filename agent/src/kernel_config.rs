@@ -15,6 +15,7 @@ pub fn build(
     ringbuf_bytes: u32,
 ) -> Result<Config, BtfError> {
     let regs = |name: &str| btf.member_offset("pt_regs", name);
+    let sock = |name: &str| btf.member_offset("sock", &format!("__sk_common.{name}"));
     Ok(Config {
         min_wait_ns: u64::try_from(min_wait.as_nanos()).unwrap_or(u64::MAX),
         task_pid_off: btf.member_offset("task_struct", "pid")?,
@@ -48,6 +49,22 @@ pub fn build(
         obi_ctx: 0,
         mutex_owner_off: btf.member_offset("mutex", "owner")?,
         rwsem_owner_off: btf.member_offset("rw_semaphore", "owner")?,
+        task_files_off: btf.member_offset("task_struct", "files")?,
+        files_fdt_off: btf.member_offset("files_struct", "fdt")?,
+        fdtable_max_fds_off: btf.member_offset("fdtable", "max_fds")?,
+        fdtable_fd_off: btf.member_offset("fdtable", "fd")?,
+        file_private_data_off: btf.member_offset("file", "private_data")?,
+        inode_mode_off: btf.member_offset("inode", "i_mode")?,
+        socket_sk_off: btf.member_offset("socket", "sk")?,
+        sk_family_off: sock("skc_family")?,
+        sk_num_off: sock("skc_num")?,
+        sk_dport_off: sock("skc_dport")?,
+        sk_rcv_saddr_off: sock("skc_rcv_saddr")?,
+        sk_daddr_off: sock("skc_daddr")?,
+        sk_v6_rcv_saddr_off: sock("skc_v6_rcv_saddr")?,
+        sk_v6_daddr_off: sock("skc_v6_daddr")?,
+        sk_type_off: btf.member_offset("sock", "sk_type")?,
+        sk_protocol_off: btf.member_offset("sock", "sk_protocol")?,
         _pad: 0,
     })
 }

@@ -22,14 +22,20 @@ pub enum SpanletKind {
     /// per-capture key for the lock, not its kernel address; `futex_op`
     /// holds the `LCB_F_*` lock-type flags and `futex_val` the result.
     KernelLockWait,
+    /// A blocking wait on a socket: recv waiting for data, send on a full
+    /// buffer, accept, connect, or poll on that one socket. `addr` is the
+    /// socket's inode number, `futex_val` the fd, `socket` its addresses;
+    /// the holder is a thread of the process already waiting on it.
+    SocketWait,
 }
 
 impl SpanletKind {
-    pub const ALL: [SpanletKind; 4] = [
+    pub const ALL: [SpanletKind; 5] = [
         Self::FutexWait,
         Self::MutexWait,
         Self::MutexHold,
         Self::KernelLockWait,
+        Self::SocketWait,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -38,6 +44,7 @@ impl SpanletKind {
             Self::MutexWait => "mutex_wait",
             Self::MutexHold => "mutex_hold",
             Self::KernelLockWait => "kernel_lock_wait",
+            Self::SocketWait => "socket_wait",
         }
     }
 
@@ -47,6 +54,7 @@ impl SpanletKind {
             Self::MutexWait => 2,
             Self::MutexHold => 3,
             Self::KernelLockWait => 4,
+            Self::SocketWait => 5,
         }
     }
 
@@ -56,6 +64,7 @@ impl SpanletKind {
             2 => Some(Self::MutexWait),
             3 => Some(Self::MutexHold),
             4 => Some(Self::KernelLockWait),
+            5 => Some(Self::SocketWait),
             _ => None,
         }
     }
@@ -64,7 +73,7 @@ impl SpanletKind {
     pub const fn is_wait(self) -> bool {
         matches!(
             self,
-            Self::FutexWait | Self::MutexWait | Self::KernelLockWait
+            Self::FutexWait | Self::MutexWait | Self::KernelLockWait | Self::SocketWait
         )
     }
 }
@@ -212,6 +221,96 @@ pub struct Spanlet {
     /// Span context active on the waiter and on the holder (filled later).
     pub context: Option<SpanContext>,
     pub holder_context: Option<SpanContext>,
+    /// The waker's span context as it woke the waiter (a lock's releasing
+    /// holder, a condition's signaller, a socket peer sending on this
+    /// machine).
+    pub waker_context: Option<SpanContext>,
+    /// The socket of a `socket_wait`.
+    pub socket: Option<SocketInfo>,
+}
+
+/// A socket as a `socket_wait` saw it: family, type, protocol, and the
+/// local and peer addresses where it has them (IP sockets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SocketInfo {
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub local_port: u16,
+    pub peer_port: u16,
+    /// Network order; IPv4 in the first 4 bytes.
+    pub local_addr: [u8; 16],
+    pub peer_addr: [u8; 16],
+}
+
+impl SocketInfo {
+    const AF_UNIX: u16 = 1;
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+
+    fn ip(&self, addr: &[u8; 16]) -> Option<std::net::IpAddr> {
+        match self.family {
+            Self::AF_INET => {
+                let v4: [u8; 4] = addr[..4].try_into().ok()?;
+                Some(std::net::Ipv4Addr::from(v4).into())
+            }
+            Self::AF_INET6 => Some(std::net::Ipv6Addr::from(*addr).into()),
+            _ => None,
+        }
+    }
+
+    /// The local address and port (IP sockets).
+    pub fn local(&self) -> Option<std::net::SocketAddr> {
+        Some(std::net::SocketAddr::new(
+            self.ip(&self.local_addr)?,
+            self.local_port,
+        ))
+    }
+
+    /// The peer's address and port, when connected (IP sockets).
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        let ip = self.ip(&self.peer_addr)?;
+        (self.peer_port != 0 || !ip.is_unspecified())
+            .then(|| std::net::SocketAddr::new(ip, self.peer_port))
+    }
+
+    /// OpenTelemetry's `network.transport`: tcp, udp, unix, or the raw
+    /// protocol number.
+    pub fn transport(&self) -> String {
+        match (self.family, self.protocol) {
+            (Self::AF_UNIX, _) => "unix".into(),
+            (_, 6) => "tcp".into(),
+            (_, 17) => "udp".into(),
+            (_, p) => format!("protocol {p}"),
+        }
+    }
+
+    /// e.g. "tcp 127.0.0.1:8080 <- 127.0.0.1:43210", "unix".
+    pub fn describe(&self) -> String {
+        let mut s = self.transport();
+        if let Some(local) = self.local() {
+            s.push_str(&format!(" {local}"));
+            if let Some(peer) = self.peer() {
+                s.push_str(&format!(" <- {peer}"));
+            }
+        }
+        s
+    }
+}
+
+/// What a socket wait was doing, from its syscall and flags: `recv`,
+/// `send`, `accept`, `connect` or `poll`.
+pub fn socket_op(syscall: u32, flags: u32) -> &'static str {
+    use agent_ebpf::syscalls as sc;
+    if flags & agent_ebpf::wait_flags::POLLED != 0 {
+        return "poll";
+    }
+    match syscall {
+        sc::ACCEPT | sc::ACCEPT4 => "accept",
+        sc::CONNECT => "connect",
+        sc::WRITE | sc::WRITEV | sc::SENDTO | sc::SENDMSG | sc::SENDMMSG => "send",
+        _ => "recv",
+    }
 }
 
 /// Description of a capture, written first in every capture file.

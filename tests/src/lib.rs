@@ -47,6 +47,9 @@ pub const C_LIFECYCLE: &str = env!("SPANLET_WORKLOAD_C_LIFECYCLE");
 /// Threads contending on their process's mmap_lock in the kernel
 /// (`workloads/c_kernel_locks.c`).
 pub const C_KERNEL_LOCKS: &str = env!("SPANLET_WORKLOAD_C_KERNEL_LOCKS");
+/// A loopback TCP server and client, each with two threads on one socket
+/// (`workloads/c_socket_pair.c`).
+pub const C_SOCKET_PAIR: &str = env!("SPANLET_WORKLOAD_C_SOCKET_PAIR");
 /// pthread mutexes with thread context from a shared library
 /// (`workloads/c_thread_ctx.c`, `workloads/otel_ctx_lib.c`).
 pub const C_THREAD_CTX: &str = env!("SPANLET_WORKLOAD_C_THREAD_CTX");
@@ -299,6 +302,11 @@ impl Recording {
         export_jsonl_with_holds(&self.capture)
     }
 
+    /// Like [`Recording::export`], but also accepts `socket_wait` spanlets.
+    pub fn export_with_sockets(&self) -> Vec<Spanlet> {
+        export_kinds(&self.capture, &["futex_wait", "mutex_wait", "socket_wait"])
+    }
+
     /// Like [`Recording::export`], but also accepts `kernel_lock_wait`
     /// spanlets (recorded with `--kernel-locks`).
     pub fn export_with_kernel_locks(&self) -> Vec<Spanlet> {
@@ -502,6 +510,21 @@ pub struct Spanlet {
     pub futex_op: Option<u32>,
     pub futex_val: Option<u32>,
     pub flags: Option<u32>,
+    pub waker_trace_id: Option<Value>,
+    pub waker_span_id: Option<Value>,
+    /// `socket_wait` only.
+    pub socket: Option<SocketLine>,
+}
+
+/// The `socket` object of a `socket_wait` line.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SocketLine {
+    pub op: String,
+    pub transport: String,
+    pub local_address: Option<String>,
+    pub local_port: Option<u16>,
+    pub peer_address: Option<String>,
+    pub peer_port: Option<u16>,
 }
 
 impl Spanlet {

@@ -1,9 +1,10 @@
 //! Futex waits, seen only when they block: the scheduler tells us when a
 //! thread goes off CPU inside a futex wait syscall, who wakes it, and when
-//! it runs again. Calls that do not block cost nothing.
+//! it runs again. Calls that do not block cost nothing. Socket waits
+//! (`socket`) take the same path.
 use agent_ebpf::{
-    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, ThreadCtx, WaitState, futex_op,
-    syscalls, wait_flags,
+    Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, SockAddrs, ThreadCtx, WaitState,
+    futex_op, syscalls, wait_flags,
 };
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 
@@ -12,7 +13,7 @@ use super::{
     maps::{EVENTS, WAIT_STATE},
     open_waits,
     regs::{self, Syscall},
-    thread_ctx, timer,
+    socket, thread_ctx, timer,
 };
 
 /// The time, read at most once per program run: a clock read costs tens of
@@ -145,15 +146,32 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     let Some(sc) = regs::syscall_of(prev) else {
         return;
     };
-    let Some(target) = wait_target(&sc) else {
-        return;
+    let (target, sock) = match wait_target(&sc) {
+        Some(target) => (target, SockAddrs::default()),
+        None => match socket::target(task, &sc) {
+            Some(s) => (
+                WaitTarget {
+                    uaddr: s.inode,
+                    uaddr2: 0,
+                    op: 0,
+                    val: s.fd,
+                    flags: s.flags,
+                },
+                s.addrs,
+            ),
+            None => return,
+        },
     };
+    let tid = regs::trusted_task_tid(task);
     let mut flags = target.flags;
     // The holder, read while the waiter's memory is current: a glibc
     // pthread_mutex_t keeps its owner's tid in `__owner`; a PI futex word
-    // holds the owner's tid itself. User space decides whether the value
-    // names a thread of this process.
-    let owner = if flags & wait_flags::PI != 0 {
+    // holds the owner's tid itself; a socket has its traced waiters in
+    // line. User space decides whether the value names a thread of this
+    // process.
+    let owner = if flags & wait_flags::SOCKET != 0 {
+        Some(socket::join(target.uaddr, tid)).filter(|&t| t != 0)
+    } else if flags & wait_flags::PI != 0 {
         regs::read_user::<u32>(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
     } else if flags & wait_flags::LOCK_SHAPED != 0 {
         glibc_mutex_owner(target.uaddr)
@@ -170,10 +188,12 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     let block_ns = clock.get();
     counters::bump(Counter::WaitsSeen);
     let Some(slot) = WAIT_STATE.get_or_create(prev) else {
+        if flags & wait_flags::SOCKET != 0 {
+            socket::leave(target.uaddr, tid);
+        }
         counters::bump(Counter::WaitsFull);
         return;
     };
-    let tid = regs::trusted_task_tid(task);
     if slot.block_ns != 0 {
         // The thread ran since this wait began, but its switch-in was not
         // seen by sched_switch (rare; see README). Close it at its wake-up
@@ -184,7 +204,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
             block_ns
         };
         counters::bump(Counter::WaitClosedLate);
-        emit(tid, slot, end, wait_flags::ENDED_AT_WAKE);
+        close(tid, slot, end, wait_flags::ENDED_AT_WAKE);
     } else {
         open_waits::opened(tid);
     }
@@ -209,6 +229,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         waker_comm: [0; 16],
         ctx: thread_ctx::of_current(task, tgid),
         waker_ctx: ThreadCtx::default(),
+        sock,
     };
 }
 
@@ -270,6 +291,10 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
     // SAFETY: the current task is always a valid, trusted task pointer.
     let current = unsafe { bpf_get_current_task_btf() };
     let current_u8 = current.cast::<u8>().cast_const();
+    if state.flags & wait_flags::SOCKET != 0 {
+        socket_waker(state, task, current.cast());
+        return;
+    }
     // A futex wake naming the word comes first: a process-wide pending
     // signal must not turn a real wake into an interruption.
     if regs::syscall_of(current.cast()).is_some_and(|sc| woken_by_futex_call(state, &sc)) {
@@ -290,6 +315,26 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
     }
 }
 
+/// Who woke a socket wait: a peer on this machine sending (its own syscall
+/// delivers the data, loopback or unix), or a signal. Data from the network
+/// arrives in whatever task the interrupt found: no waker is named then.
+#[inline(always)]
+fn socket_waker(
+    state: &mut WaitState,
+    task: *mut core::ffi::c_void,
+    current: *mut core::ffi::c_void,
+) {
+    let current_u8 = current.cast::<u8>().cast_const();
+    if regs::syscall_of(current).is_some_and(|sc| socket::is_sending(&sc)) {
+        state.outcome = Outcome::Woken as u32;
+        state.flags |= wait_flags::WAKER_SENDING;
+        set_waker(state, current_u8);
+    } else if regs::task_signal_pending(task as u64) {
+        state.outcome = Outcome::Interrupted as u32;
+        set_waker(state, current_u8);
+    }
+}
+
 /// `task` is exiting: an open wait will never close (the storage goes with
 /// the task); count it so the figures add up.
 #[inline(always)]
@@ -297,8 +342,12 @@ pub fn on_exit(task: *mut core::ffi::c_void) {
     if let Some(state) = WAIT_STATE.get(task)
         && state.block_ns != 0
     {
+        let tid = regs::trusted_task_tid(task.cast());
         state.block_ns = 0;
-        open_waits::closed(regs::trusted_task_tid(task.cast()));
+        if state.flags & wait_flags::SOCKET != 0 {
+            socket::leave(state.uaddr, tid);
+        }
+        open_waits::closed(tid);
         counters::bump(Counter::ExitedInWait);
     }
 }
@@ -319,9 +368,18 @@ pub fn on_run(task: *mut core::ffi::c_void, clock: &mut Now) {
     if slot.block_ns == 0 {
         return;
     }
-    emit(tid, slot, clock.get(), 0);
+    close(tid, slot, clock.get(), 0);
     slot.block_ns = 0;
     open_waits::closed(tid);
+}
+
+/// Ends thread `tid`'s wait: out of its socket's line, then emitted.
+#[inline(always)]
+fn close(tid: u32, wait: &WaitState, end_ns: u64, flags: u32) {
+    if wait.flags & wait_flags::SOCKET != 0 {
+        socket::leave(wait.uaddr, tid);
+    }
+    emit(tid, wait, end_ns, flags);
 }
 
 /// Sends thread `tid`'s finished wait (ended at `end_ns`, with `flags` added)

@@ -2,8 +2,8 @@
 use super::task_storage::TaskStorage;
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, LockContention,
-    LockContentionKey, MAX_HELD, MAX_LOCK_CALLS, MAX_LOCK_CONTENTIONS, MAX_PIDS, OPEN_WAIT_SLOTS,
-    ObiCtxValue, PID_HINT_SLOTS, PidEntry, WaitState,
+    LockContentionKey, MAX_HELD, MAX_LOCK_CALLS, MAX_LOCK_CONTENTIONS, MAX_PIDS, MAX_SOCKETS,
+    OPEN_WAIT_SLOTS, ObiCtxValue, PID_HINT_SLOTS, PidEntry, SockWaiters, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
@@ -52,6 +52,9 @@ pub static LOCK_CALLS: HashMap<u32, LockCall> = HashMap::with_max_entries(MAX_LO
 
 #[map(name = "SPANLET_HELD")]
 pub static HELD: HashMap<HeldKey, HeldLock> = HashMap::with_max_entries(MAX_HELD, 0);
+
+#[map(name = "SPANLET_SOCK_WAITERS")]
+pub static SOCK_WAITERS: HashMap<u64, SockWaiters> = HashMap::with_max_entries(MAX_SOCKETS, 0);
 
 #[map(name = "SPANLET_LOCK_CONTENTION")]
 pub static LOCK_CONTENTION: HashMap<LockContentionKey, LockContention> =

@@ -10,6 +10,7 @@ mod mutex_uprobe;
 mod open_waits;
 mod regs;
 mod sched;
+mod socket;
 mod task_storage;
 mod thread_ctx;
 mod timer;

@@ -7,20 +7,23 @@
 
 use compact_str::CompactString;
 
-use crate::spanlet::{SpanContext, Spanlet, SpanletKind, WaitOutcome};
+use crate::spanlet::{SocketInfo, SpanContext, Spanlet, SpanletKind, WaitOutcome};
 
 /// Longest string stored for `comm` / `waker_comm`; longer ones are cut on a
 /// character boundary. Kernel thread names are at most 15 bytes anyway.
 pub(crate) const MAX_STR_LEN: usize = 64;
 
-/// Fields of a version 1 spanlet record, in order, as `(name, type)`.
+/// Fields of a version 2 spanlet record, in order, as `(name, type)`;
+/// version 1 records end before `waker_context`.
 ///
-/// Types: `u8`, `u32`, `u64` little-endian; `str8` a `u8` byte length then
-/// that many UTF-8 bytes (at most 64); `opt_T` a `u8` presence flag (0 or 1)
-/// followed by a `T` only when the flag is 1; `span_context` a 16-byte trace
-/// id then an 8-byte span id. `kind` and `outcome` use the codes of
-/// `SpanletKind::code` and `WaitOutcome::code`.
-const FIELDS_V1: [(&str, &str); 19] = [
+/// Types: `u8`, `u16`, `u32`, `u64` little-endian; `str8` a `u8` byte length
+/// then that many UTF-8 bytes (at most 64); `opt_T` a `u8` presence flag (0
+/// or 1) followed by a `T` only when the flag is 1; `span_context` a 16-byte
+/// trace id then an 8-byte span id; `socket` the `u16`s family, type,
+/// protocol, local port and peer port, then the 16-byte local and peer
+/// addresses (network order, IPv4 in the first 4 bytes). `kind` and
+/// `outcome` use the codes of `SpanletKind::code` and `WaitOutcome::code`.
+const FIELDS: [(&str, &str); 21] = [
     ("kind", "u8"),
     ("outcome", "u8"),
     ("pid", "u32"),
@@ -40,12 +43,14 @@ const FIELDS_V1: [(&str, &str); 19] = [
     ("flags", "u32"),
     ("context", "opt_span_context"),
     ("holder_context", "opt_span_context"),
+    ("waker_context", "opt_span_context"),
+    ("socket", "opt_socket"),
 ];
 
 /// The spanlet record layout as `name:type` strings, for
 /// `CaptureMeta::spanlet_fields`, so the file describes its own binary part.
 pub fn spanlet_field_names() -> Vec<String> {
-    FIELDS_V1
+    FIELDS
         .iter()
         .map(|(name, ty)| format!("{name}:{ty}"))
         .collect()
@@ -68,7 +73,7 @@ pub(crate) enum DecodeError {
     UnsupportedVersion(u32),
 }
 
-/// Appends the version 1 encoding of `spanlet` to `out`.
+/// Appends the version 2 encoding of `spanlet` to `out`.
 pub(crate) fn encode_spanlet(spanlet: &Spanlet, out: &mut Vec<u8>) {
     out.push(spanlet.kind.code());
     out.push(spanlet.outcome.code());
@@ -89,6 +94,8 @@ pub(crate) fn encode_spanlet(spanlet: &Spanlet, out: &mut Vec<u8>) {
     put_u32(out, spanlet.flags);
     put_opt(out, spanlet.context.as_ref(), put_context);
     put_opt(out, spanlet.holder_context.as_ref(), put_context);
+    put_opt(out, spanlet.waker_context.as_ref(), put_context);
+    put_opt(out, spanlet.socket.as_ref(), put_socket);
 }
 
 /// Decodes a spanlet payload written with format `version`. The payload must be
@@ -98,7 +105,7 @@ pub(crate) fn encode_spanlet(spanlet: &Spanlet, out: &mut Vec<u8>) {
 /// than copied there through the `Result` and `Record` wrappers.
 #[inline]
 pub(crate) fn decode_spanlet(version: u32, payload: &[u8]) -> Result<Spanlet, DecodeError> {
-    if version != 1 {
+    if !(1..=2).contains(&version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let mut d = Decoder { rest: payload };
@@ -132,6 +139,16 @@ pub(crate) fn decode_spanlet(version: u32, payload: &[u8]) -> Result<Spanlet, De
         flags: d.u32("flags")?,
         context: d.opt("context", Decoder::context)?,
         holder_context: d.opt("holder_context", Decoder::context)?,
+        waker_context: if version >= 2 {
+            d.opt("waker_context", Decoder::context)?
+        } else {
+            None
+        },
+        socket: if version >= 2 {
+            d.opt("socket", Decoder::socket)?
+        } else {
+            None
+        },
     };
     if !d.rest.is_empty() {
         return Err(DecodeError::TrailingBytes(d.rest.len()));
@@ -152,6 +169,14 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     // `truncate_str` bounds the length by MAX_STR_LEN, which fits in a u8.
     out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_socket(out: &mut Vec<u8>, s: &SocketInfo) {
+    for v in [s.family, s.sock_type, s.protocol, s.local_port, s.peer_port] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&s.local_addr);
+    out.extend_from_slice(&s.peer_addr);
 }
 
 fn put_context(out: &mut Vec<u8>, c: &SpanContext) {
@@ -232,6 +257,23 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    fn socket(&mut self, field: &'static str) -> Result<SocketInfo, DecodeError> {
+        let mut u16s = [0u16; 5];
+        for v in &mut u16s {
+            *v = u16::from_le_bytes(self.array(field)?);
+        }
+        let [family, sock_type, protocol, local_port, peer_port] = u16s;
+        Ok(SocketInfo {
+            family,
+            sock_type,
+            protocol,
+            local_port,
+            peer_port,
+            local_addr: self.array(field)?,
+            peer_addr: self.array(field)?,
+        })
+    }
+
     /// Generic over `get` (rather than taking a `fn` pointer) so that each
     /// use inlines to a flag test and a read.
     #[inline]
@@ -256,7 +298,7 @@ mod tests {
     fn round_trip(s: &Spanlet) -> Spanlet {
         let mut buf = Vec::new();
         encode_spanlet(s, &mut buf);
-        decode_spanlet(1, &buf).expect("decodes")
+        decode_spanlet(super::super::FORMAT_VERSION, &buf).expect("decodes")
     }
 
     #[test]
@@ -308,12 +350,38 @@ mod tests {
     #[test]
     fn field_names_match_the_layout() {
         let names = spanlet_field_names();
-        assert_eq!(names.len(), FIELDS_V1.len());
+        assert_eq!(names.len(), FIELDS.len());
         assert_eq!(names.first().map(String::as_str), Some("kind:u8"));
-        assert_eq!(
-            names.last().map(String::as_str),
-            Some("holder_context:opt_span_context")
-        );
+        assert_eq!(names.last().map(String::as_str), Some("socket:opt_socket"));
+    }
+
+    #[test]
+    fn version_1_records_have_no_socket() {
+        let mut v1 = Vec::new();
+        encode_spanlet(&full_spanlet(), &mut v1);
+        // Version 2 appended the waker's context and the socket (each a
+        // presence flag, then the value).
+        assert_eq!(v1.pop(), Some(0), "full_spanlet has no socket");
+        assert_eq!(v1.pop(), Some(0), "full_spanlet has no waker context");
+        let back = decode_spanlet(1, &v1).expect("a version 1 record decodes");
+        assert_eq!(back, full_spanlet());
+        assert!(decode_spanlet(2, &v1).is_err());
+    }
+
+    #[test]
+    fn sockets_round_trip() {
+        let mut s = full_spanlet();
+        s.kind = SpanletKind::SocketWait;
+        s.socket = Some(SocketInfo {
+            family: 2,
+            sock_type: 1,
+            protocol: 6,
+            local_port: 8080,
+            peer_port: 43210,
+            local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            peer_addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        });
+        assert_eq!(round_trip(&s), s);
     }
 
     #[test]
@@ -321,14 +389,20 @@ mod tests {
         let mut buf = Vec::new();
         encode_spanlet(&full_spanlet(), &mut buf);
         for cut in 0..buf.len() {
-            let err = decode_spanlet(1, buf.get(..cut).expect("in range"));
+            let err = decode_spanlet(
+                super::super::FORMAT_VERSION,
+                buf.get(..cut).expect("in range"),
+            );
             assert!(
                 matches!(err, Err(DecodeError::Short(_))),
                 "cut {cut}: {err:?}"
             );
         }
         buf.push(0);
-        assert_eq!(decode_spanlet(1, &buf), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            decode_spanlet(super::super::FORMAT_VERSION, &buf),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 
     #[test]
@@ -338,13 +412,13 @@ mod tests {
         let mut bad_kind = buf.clone();
         bad_kind[0] = 9;
         assert!(matches!(
-            decode_spanlet(1, &bad_kind),
+            decode_spanlet(super::super::FORMAT_VERSION, &bad_kind),
             Err(DecodeError::InvalidValue { field: "kind", .. })
         ));
         let mut bad_outcome = buf.clone();
         bad_outcome[1] = 5;
         assert!(matches!(
-            decode_spanlet(1, &bad_outcome),
+            decode_spanlet(super::super::FORMAT_VERSION, &bad_outcome),
             Err(DecodeError::InvalidValue {
                 field: "outcome",
                 ..
@@ -356,15 +430,15 @@ mod tests {
         let mut bad_flag = buf.clone();
         bad_flag[flag_at] = 2;
         assert!(matches!(
-            decode_spanlet(1, &bad_flag),
+            decode_spanlet(super::super::FORMAT_VERSION, &bad_flag),
             Err(DecodeError::InvalidValue {
                 field: "woken_after_ns",
                 value: 2
             })
         ));
         assert_eq!(
-            decode_spanlet(2, &buf),
-            Err(DecodeError::UnsupportedVersion(2))
+            decode_spanlet(3, &buf),
+            Err(DecodeError::UnsupportedVersion(3))
         );
     }
 
@@ -376,7 +450,7 @@ mod tests {
         long.push(65);
         long.extend_from_slice(&[b'a'; 65]);
         assert!(matches!(
-            decode_spanlet(1, &long),
+            decode_spanlet(super::super::FORMAT_VERSION, &long),
             Err(DecodeError::StringTooLong {
                 field: "comm",
                 len: 65
@@ -384,7 +458,7 @@ mod tests {
         ));
         buf.extend_from_slice(&[2, 0xff, 0xfe]);
         assert_eq!(
-            decode_spanlet(1, &buf),
+            decode_spanlet(super::super::FORMAT_VERSION, &buf),
             Err(DecodeError::InvalidUtf8("comm"))
         );
     }

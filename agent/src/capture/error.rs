@@ -20,7 +20,7 @@ pub enum CaptureError {
     NotACapture { path: PathBuf },
 
     #[error(
-        "{}: unsupported capture format version {found} (this build reads version {supported})",
+        "{}: unsupported capture format version {found} (this build reads versions 1 to {supported})",
         path.display()
     )]
     UnsupportedVersion {

@@ -26,8 +26,12 @@ pub use writer::CaptureWriter;
 pub const MAGIC: &[u8; 8] = b"SPANLET\0";
 
 /// Version of the file layout and of the binary spanlet encoding. Bumped on any
-/// incompatible change; readers refuse versions they do not know.
-pub const FORMAT_VERSION: u32 = 1;
+/// incompatible change; readers refuse versions they do not know. Version 2
+/// added a spanlet's socket.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest version this build still reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Bytes before a record's payload: length, CRC and type.
 const RECORD_HEADER_LEN: usize = 9;

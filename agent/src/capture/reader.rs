@@ -12,8 +12,8 @@ use std::{
 use serde::de::DeserializeOwned;
 
 use super::{
-    CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, codec, record_crc,
-    record_type,
+    CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, RECORD_HEADER_LEN,
+    codec, record_crc, record_type,
 };
 use crate::spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
 
@@ -94,6 +94,8 @@ pub struct CaptureReader<R = BufReader<File>> {
     /// Offset of the record in `payload`, for error messages.
     record_offset: u64,
     payload: Vec<u8>,
+    /// The file's format version, from its header.
+    version: u32,
     done: bool,
     tail: Option<DamagedTail>,
     skipped_records: u64,
@@ -117,6 +119,7 @@ impl<R: Read> CaptureReader<R> {
             offset: 0,
             record_offset: 0,
             payload: Vec::with_capacity(256),
+            version: FORMAT_VERSION,
             done: false,
             tail: None,
             skipped_records: 0,
@@ -197,13 +200,14 @@ impl<R: Read> CaptureReader<R> {
             Ok(bytes) if n == header.len() => u32::from_le_bytes(bytes),
             _ => return Err(self.invalid_meta("the file ends inside its header".into())),
         };
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(CaptureError::UnsupportedVersion {
                 path: self.path.clone(),
                 found: version,
                 supported: FORMAT_VERSION,
             });
         }
+        self.version = version;
         Ok(())
     }
 
@@ -220,10 +224,10 @@ impl<R: Read> CaptureReader<R> {
         }
         let meta: CaptureMeta =
             serde_json::from_slice(&self.payload).map_err(|e| self.invalid_meta(e.to_string()))?;
-        if meta.format_version != FORMAT_VERSION {
+        if meta.format_version != self.version {
             return Err(self.invalid_meta(format!(
-                "it says format version {} but the file header says {FORMAT_VERSION}",
-                meta.format_version
+                "it says format version {} but the file header says {}",
+                meta.format_version, self.version
             )));
         }
         Ok(meta)

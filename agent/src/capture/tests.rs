@@ -215,13 +215,13 @@ fn wrong_version() {
         err,
         CaptureError::UnsupportedVersion {
             found: 7,
-            supported: 1,
+            supported: 2,
             ..
         }
     ));
     let msg = err.to_string();
     assert!(
-        msg.contains("version 7") && msg.contains("version 1"),
+        msg.contains("version 7") && msg.contains("versions 1 to 2"),
         "{msg}"
     );
 }

@@ -52,6 +52,8 @@ pub(crate) fn full_spanlet() -> Spanlet {
             trace_id: [1; 16],
             span_id: [2; 8],
         }),
+        waker_context: None,
+        socket: None,
     }
 }
 
@@ -77,6 +79,8 @@ pub(crate) fn minimal_spanlet() -> Spanlet {
         flags: 0,
         context: None,
         holder_context: None,
+        waker_context: None,
+        socket: None,
     }
 }
 

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type};
+use crate::spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -197,6 +197,10 @@ fn attributes(s: &Spanlet, thread_name: &str) -> Vec<KeyValue> {
     if let Some(tid) = s.waker_tid {
         a.push(int("spanlet.waker.tid", tid));
     }
+    if let Some(c) = &s.waker_context {
+        a.push(string("spanlet.waker.trace_id", hex(&c.trace_id)));
+        a.push(string("spanlet.waker.span_id", hex(&c.span_id)));
+    }
     if let Some(pid) = s.waker_pid {
         a.push(int("spanlet.waker.pid", pid));
     }
@@ -215,6 +219,23 @@ fn attributes(s: &Spanlet, thread_name: &str) -> Vec<KeyValue> {
                 a.push(int("spanlet.kernel_lock.error", s.futex_val as i32));
             }
         }
+        SpanletKind::SocketWait => {
+            a.push(int("spanlet.syscall", s.syscall));
+            a.push(string("spanlet.socket.op", socket_op(s.syscall, s.flags)));
+            a.push(int("spanlet.socket.inode", saturating_i64(s.addr)));
+            a.push(int("spanlet.socket.fd", s.futex_val));
+            if let Some(k) = &s.socket {
+                a.push(string("network.transport", k.transport()));
+                if let Some(local) = k.local() {
+                    a.push(string("network.local.address", local.ip().to_string()));
+                    a.push(int("network.local.port", local.port()));
+                }
+                if let Some(peer) = k.peer() {
+                    a.push(string("network.peer.address", peer.ip().to_string()));
+                    a.push(int("network.peer.port", peer.port()));
+                }
+            }
+        }
         SpanletKind::FutexWait | SpanletKind::MutexWait => {
             a.push(int("spanlet.syscall", s.syscall));
             a.push(int("spanlet.futex.op", s.futex_op));
@@ -229,6 +250,7 @@ fn resource_kind(kind: SpanletKind) -> &'static str {
         SpanletKind::MutexWait | SpanletKind::MutexHold => "mutex",
         SpanletKind::FutexWait => "futex",
         SpanletKind::KernelLockWait => "kernel_lock",
+        SpanletKind::SocketWait => "socket",
     }
 }
 
@@ -246,9 +268,10 @@ fn log_record(s: &Spanlet, attributes: Vec<KeyValue>) -> LogRecord {
         observed_time_unix_nano: end,
         event_name: match s.kind {
             SpanletKind::MutexHold => EVENT_HOLD,
-            SpanletKind::MutexWait | SpanletKind::FutexWait | SpanletKind::KernelLockWait => {
-                EVENT_WAIT
-            }
+            SpanletKind::MutexWait
+            | SpanletKind::FutexWait
+            | SpanletKind::KernelLockWait
+            | SpanletKind::SocketWait => EVENT_WAIT,
         }
         .to_owned(),
         attributes,
@@ -267,14 +290,20 @@ fn span(s: &Spanlet, attributes: &[KeyValue]) -> Option<Span> {
         SpanletKind::FutexWait => "futex wait",
         SpanletKind::MutexHold => "lock hold",
         SpanletKind::KernelLockWait => "kernel lock wait",
+        SpanletKind::SocketWait => "socket wait",
     };
-    let links = s
-        .holder_context
-        .iter()
-        .map(|h| Link {
-            trace_id: h.trace_id.to_vec(),
-            span_id: h.span_id.to_vec(),
-            attributes: vec![string("spanlet.link", "holder")],
+    // The holder's span, and the waker's when it is another one (a socket
+    // peer that sent the data, a condition's signaller).
+    let waker = s
+        .waker_context
+        .filter(|w| Some(w) != s.holder_context.as_ref());
+    let links = [(s.holder_context, "holder"), (waker, "waker")]
+        .into_iter()
+        .filter_map(|(c, role)| c.map(|c| (c, role)))
+        .map(|(c, role)| Link {
+            trace_id: c.trace_id.to_vec(),
+            span_id: c.span_id.to_vec(),
+            attributes: vec![string("spanlet.link", role)],
             ..Default::default()
         })
         .collect();
@@ -357,6 +386,8 @@ mod tests {
             flags: 0,
             context,
             holder_context: holder,
+            waker_context: None,
+            socket: None,
         }
     }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     capture::Capture,
-    spanlet::{Spanlet, SpanletKind, WaitOutcome, kernel_lock_type},
+    spanlet::{SocketInfo, Spanlet, SpanletKind, WaitOutcome, kernel_lock_type},
 };
 
 /// Name shown for a thread or process the capture has no name for.
@@ -125,6 +125,9 @@ struct Acc {
     has_mutex_wait: bool,
     has_futex_wait: bool,
     has_kernel_lock_wait: bool,
+    has_socket_wait: bool,
+    /// The socket of its socket waits, as the first one saw it.
+    socket: Option<SocketInfo>,
     /// `LCB_F_*` flags of its kernel lock waits, for the lock's type.
     kernel_lock_flags: u32,
     waits: Vec<u64>,
@@ -171,6 +174,12 @@ impl Acc {
                 self.has_kernel_lock_wait = true;
                 self.kernel_lock_flags |= s.futex_op;
             }
+            SpanletKind::SocketWait => {
+                if self.socket.is_none() {
+                    self.socket = s.socket;
+                }
+                self.has_socket_wait = true;
+            }
         }
         self.waits.push(s.wait_ns);
         self.total_wait_ns = self.total_wait_ns.saturating_add(s.wait_ns);
@@ -207,6 +216,8 @@ impl Acc {
             SpanletKind::MutexWait
         } else if self.has_kernel_lock_wait {
             SpanletKind::KernelLockWait
+        } else if self.has_socket_wait {
+            SpanletKind::SocketWait
         } else if self.has_futex_wait {
             SpanletKind::FutexWait
         } else {
@@ -230,6 +241,7 @@ impl Acc {
             kernel_lock: self
                 .has_kernel_lock_wait
                 .then(|| kernel_lock_type(self.kernel_lock_flags)),
+            socket: self.socket.map(|k| k.describe()),
         }
     }
 }

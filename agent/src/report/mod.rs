@@ -71,6 +71,10 @@ pub struct ResourceReport {
     /// For a kernel lock: its type (`mutex`, `rwsem_write`, `spinlock`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_lock: Option<&'static str>,
+    /// For a socket (`addr` is its inode): transport and addresses, e.g.
+    /// "tcp 127.0.0.1:8080 <- 127.0.0.1:43210".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

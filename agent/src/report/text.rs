@@ -109,9 +109,10 @@ fn drops(out: &mut String, stats: Option<&StatsReport>) {
 }
 
 fn resource(out: &mut String, rank: usize, r: &ResourceReport) {
-    let what = match r.kernel_lock {
-        Some(lock) => format!("{} ({lock}) key {:#x}", r.kind, r.addr),
-        None => format!("{} {:#x}", r.kind, r.addr),
+    let what = match (r.kernel_lock, &r.socket) {
+        (Some(lock), _) => format!("{} ({lock}) key {:#x}", r.kind, r.addr),
+        (None, Some(socket)) => format!("{} ({socket}) inode {}", r.kind, r.addr),
+        (None, None) => format!("{} {:#x}", r.kind, r.addr),
     };
     let _ = writeln!(out, "#{rank} {what} in pid {} ({})", r.pid, r.process);
     if r.waits > 0 {

@@ -1,0 +1,211 @@
+//! Socket waits, seen like futex waits only when they block: a traced thread
+//! going to sleep inside a socket call (recv, send on a full buffer, accept,
+//! connect, read/write on a socket fd, poll on one socket) is found from its
+//! saved syscall registers; its fd leads to the socket, whose inode number
+//! and addresses identify it. No payload is read.
+use agent_ebpf::{
+    Counter, SOCK_WAITER_SLOTS, SockAddrs, SockWaiters,
+    kernel::{AF_INET, AF_INET6, S_IFMT, S_IFSOCK},
+    syscalls, wait_flags,
+};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use super::{config, counters, maps::SOCK_WAITERS, regs, regs::Syscall};
+
+/// The socket a blocking call waits on.
+pub struct SocketTarget {
+    pub inode: u64,
+    pub fd: u32,
+    pub flags: u32,
+    pub addrs: SockAddrs,
+}
+
+/// The socket `task` (current, going to sleep) waits on in syscall `sc`, if
+/// the call is one that can wait on a socket and its fd is one.
+#[inline(always)]
+pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
+    if sc.nr >> 32 != 0 {
+        return None;
+    }
+    let [a0, a1, a2, ..] = sc.args;
+    let (fd, flags) = match sc.nr as u32 {
+        syscalls::READ
+        | syscalls::WRITE
+        | syscalls::READV
+        | syscalls::WRITEV
+        | syscalls::CONNECT
+        | syscalls::ACCEPT
+        | syscalls::ACCEPT4
+        | syscalls::SENDTO
+        | syscalls::RECVFROM
+        | syscalls::SENDMSG
+        | syscalls::RECVMSG
+        | syscalls::SENDMMSG
+        | syscalls::RECVMMSG => (a0 as i32, 0),
+        // poll(fds, 1, timeout_ms) / ppoll(fds, 1, tsp, ...) on one socket,
+        // as a socket with a timeout does before each call.
+        syscalls::POLL if a1 == 1 => {
+            let timeout = if (a2 as i32) >= 0 {
+                wait_flags::HAS_TIMEOUT
+            } else {
+                0
+            };
+            (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
+        }
+        syscalls::PPOLL if a1 == 1 => {
+            let timeout = if a2 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
+            (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
+        }
+        _ => return None,
+    };
+    let fd = u32::try_from(fd).ok()?;
+    let (inode, sk) = socket_of(task, fd)?;
+    Some(SocketTarget {
+        inode,
+        fd,
+        flags: flags | wait_flags::SOCKET,
+        addrs: addrs_of(sk),
+    })
+}
+
+/// `task`'s fd to (socket inode number, `struct sock *`), or None when the
+/// fd is not an open socket.
+#[inline(always)]
+fn socket_of(task: *const u8, fd: u32) -> Option<(u64, u64)> {
+    let cfg = config::get();
+    let at = |base: u64, off: u32| base + u64::from(off);
+    let files = regs::read_kernel_u64(at(task as u64, cfg.task_files_off))?;
+    let fdt = regs::read_kernel_u64(at(files, cfg.files_fdt_off))?;
+    let max_fds = regs::read_kernel_u32(at(fdt, cfg.fdtable_max_fds_off))?;
+    if fd >= max_fds {
+        return None;
+    }
+    let fds = regs::read_kernel_u64(at(fdt, cfg.fdtable_fd_off))?;
+    let file = regs::read_kernel_u64(fds + u64::from(fd) * 8)?;
+    let inode = regs::read_kernel_u64(at(file, cfg.file_inode_off))?;
+    // SAFETY: probe reads tolerate any address.
+    let mode =
+        unsafe { bpf_probe_read_kernel(at(inode, cfg.inode_mode_off) as *const u16) }.ok()?;
+    if mode & S_IFMT != S_IFSOCK {
+        return None;
+    }
+    let ino = regs::read_kernel_u64(at(inode, cfg.inode_ino_off))?;
+    let socket = regs::read_kernel_u64(at(file, cfg.file_private_data_off))?;
+    let sk = regs::read_kernel_u64(at(socket, cfg.socket_sk_off))?;
+    (sk != 0).then_some((ino, sk))
+}
+
+#[inline(always)]
+fn read<T>(addr: u64) -> T
+where
+    T: Default,
+{
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
+}
+
+/// Family, type, protocol, ports and addresses of `sk`.
+#[inline(always)]
+fn addrs_of(sk: u64) -> SockAddrs {
+    let cfg = config::get();
+    let at = |off: u32| sk + u64::from(off);
+    let family: u16 = read(at(cfg.sk_family_off));
+    let mut addrs = SockAddrs {
+        family,
+        sock_type: read(at(cfg.sk_type_off)),
+        protocol: read(at(cfg.sk_protocol_off)),
+        ..SockAddrs::default()
+    };
+    if family == AF_INET || family == AF_INET6 {
+        addrs.local_port = read(at(cfg.sk_num_off));
+        addrs.peer_port = u16::from_be(read(at(cfg.sk_dport_off)));
+    }
+    if family == AF_INET {
+        let local: [u8; 4] = read(at(cfg.sk_rcv_saddr_off));
+        let peer: [u8; 4] = read(at(cfg.sk_daddr_off));
+        addrs.local_addr[..4].copy_from_slice(&local);
+        addrs.peer_addr[..4].copy_from_slice(&peer);
+    } else if family == AF_INET6 {
+        addrs.local_addr = read(at(cfg.sk_v6_rcv_saddr_off));
+        addrs.peer_addr = read(at(cfg.sk_v6_daddr_off));
+    }
+    addrs
+}
+
+/// Puts `tid` in line on socket `inode`; returns the thread ahead of it (the
+/// oldest other waiter), or 0 when it is first.
+#[inline(always)]
+pub fn join(inode: u64, tid: u32) -> u32 {
+    if let Some(waiters) = SOCK_WAITERS.get_ptr_mut(inode) {
+        // SAFETY: a pointer into a map value, valid for this program run.
+        let waiters = unsafe { &mut *waiters };
+        let mut ahead = 0;
+        for i in 0..SOCK_WAITER_SLOTS {
+            let t = waiters.tids[i];
+            if t == tid {
+                return ahead;
+            }
+            if t == 0 {
+                waiters.tids[i] = tid;
+                return ahead;
+            }
+            if ahead == 0 {
+                ahead = t;
+            }
+        }
+        counters::bump(Counter::SocketQueueFull);
+        return ahead;
+    }
+    let mut waiters = SockWaiters::default();
+    waiters.tids[0] = tid;
+    if SOCK_WAITERS.insert(inode, waiters, 0).is_err() {
+        counters::bump(Counter::SocketQueueFull);
+    }
+    0
+}
+
+/// Takes `tid` out of line on socket `inode` (its wait is over), keeping the
+/// others in order.
+#[inline(always)]
+pub fn leave(inode: u64, tid: u32) {
+    let Some(waiters) = SOCK_WAITERS.get_ptr_mut(inode) else {
+        return;
+    };
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let waiters = unsafe { &mut *waiters };
+    let mut found = false;
+    for i in 0..SOCK_WAITER_SLOTS {
+        if waiters.tids[i] == tid {
+            found = true;
+        }
+        if found {
+            waiters.tids[i] = if i + 1 < SOCK_WAITER_SLOTS {
+                waiters.tids[i + 1]
+            } else {
+                0
+            };
+        }
+    }
+    if waiters.tids[0] == 0 {
+        let _ = SOCK_WAITERS.remove(inode);
+    }
+}
+
+/// Whether the current task's syscall `sc` sends on or closes a socket:
+/// the waker of a socket wait, when it delivers the data itself (a peer
+/// on this machine).
+#[inline(always)]
+pub fn is_sending(sc: &Syscall) -> bool {
+    sc.nr >> 32 == 0
+        && matches!(
+            sc.nr as u32,
+            syscalls::WRITE
+                | syscalls::WRITEV
+                | syscalls::SENDTO
+                | syscalls::SENDMSG
+                | syscalls::SENDMMSG
+                | syscalls::CONNECT
+                | syscalls::SHUTDOWN
+                | syscalls::CLOSE
+        )
+}
