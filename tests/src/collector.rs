@@ -4,8 +4,9 @@
 //! log records and spans it printed.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,25 @@ impl Rotel {
     /// Everything rotel printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `spanlet replay CAPTURE` to this rotel over gRPC, then what it
+    /// received once it has printed at least `logs` log records.
+    pub fn replay_grpc(&self, capture: &Path, logs: usize) -> Received {
+        let url = self.grpc_url();
+        let out = crate::spanlet(
+            [
+                OsStr::new("replay"),
+                capture.as_os_str(),
+                OsStr::new("--otlp-protocol"),
+                OsStr::new("grpc"),
+                OsStr::new("--otlp-endpoint"),
+                OsStr::new(&url),
+            ],
+            None,
+        );
+        crate::assert_success("spanlet replay", &out);
+        self.received(logs, 0)
     }
 
     /// What rotel received, once it has printed at least `logs` log records

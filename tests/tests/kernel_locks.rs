@@ -10,14 +10,13 @@
 
 use std::{
     collections::HashMap,
-    ffi::OsStr,
     process::{Command, Stdio},
 };
 
 use serde::Deserialize;
 use spanlet_tests::{
-    C_KERNEL_LOCKS, Spanlet, assert_success, collector::Rotel, describe, kernel_test_lock,
-    parse_truth, record_command, spanlet,
+    C_KERNEL_LOCKS, Spanlet, collector::Rotel, describe, kernel_test_lock, parse_truth,
+    record_command,
 };
 
 /// `LCB_F_*` bits of the lock:contention_begin tracepoint.
@@ -152,19 +151,7 @@ fn kernel_lock_waits_name_the_threads_holding_mmap_lock() {
 
     // And the OTLP export carries it to a real collector.
     let Some(rotel) = Rotel::start() else { return };
-    let out = spanlet(
-        [
-            OsStr::new("replay"),
-            rec.capture.as_os_str(),
-            OsStr::new("--otlp-protocol"),
-            OsStr::new("grpc"),
-            OsStr::new("--otlp-endpoint"),
-            OsStr::new(&rotel.grpc_url()),
-        ],
-        None,
-    );
-    assert_success("spanlet replay", &out);
-    let got = rotel.received(spanlets.len(), 0);
+    let got = rotel.replay_grpc(&rec.capture, spanlets.len());
     let exported: Vec<_> = got
         .logs
         .iter()

@@ -500,11 +500,7 @@ fn kernel_locks(md: &mut String, r: &Results) {
     if r.kernel_locks.is_empty() {
         return;
     }
-    let _ = writeln!(
-        md,
-        "## `--kernel-locks`: its cost
-"
-    );
+    let _ = writeln!(md, "## `--kernel-locks`: its cost\n");
     let _ = writeln!(
         md,
         "spanlet with its defaults, and with `--kernel-locks` (programs on \

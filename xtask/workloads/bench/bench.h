@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,6 +85,54 @@ static inline void bench_pin(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu % n, &set);
     sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Workloads of THREADS identical looping threads (shortcs, mmaplock): each
+ * worker loops until bench_stopped(), calling bench_count(me) per op. */
+#define BENCH_MAX_THREADS 64
+
+static atomic_int bench_stop __attribute__((unused));
+static struct {
+    atomic_ullong ops;
+    char pad[56]; /* one cache line per thread */
+} bench_ops[BENCH_MAX_THREADS] __attribute__((unused));
+
+static inline int bench_stopped(void) {
+    return atomic_load_explicit(&bench_stop, memory_order_relaxed);
+}
+
+static inline void bench_count(long me) {
+    atomic_fetch_add_explicit(&bench_ops[me].ops, 1, memory_order_relaxed);
+}
+
+static inline unsigned long long bench_total_ops(int threads) {
+    unsigned long long sum = 0;
+    for (int i = 0; i < threads; i++) sum += atomic_load(&bench_ops[i].ops);
+    return sum;
+}
+
+/* The whole main of such a workload: `NAME SECONDS WARMUP [THREADS]`
+ * (default 4); `worker` gets its index as its argument. */
+static inline int bench_threads_main(int argc, char **argv, const char *name,
+                                     void *(*worker)(void *)) {
+    unsigned long long seconds, warmup;
+    bench_args(argc, argv, " [THREADS]", &seconds, &warmup);
+    int threads = argc > 3 ? atoi(argv[3]) : 4;
+    if (threads < 1 || threads > BENCH_MAX_THREADS) threads = 4;
+    pthread_t t[BENCH_MAX_THREADS];
+    for (long i = 0; i < threads; i++)
+        if (pthread_create(&t[i], NULL, worker, (void *)i) != 0) return 1;
+    bench_sleep_ns(warmup);
+    bench_start(name);
+    unsigned long long t0 = bench_now_ns(), before = bench_total_ops(threads);
+    bench_sleep_ns(seconds);
+    unsigned long long ops = bench_total_ops(threads) - before, elapsed = bench_now_ns() - t0;
+    atomic_store(&bench_stop, 1);
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    char extra[32];
+    snprintf(extra, sizeof extra, ",\"threads\":%d", threads);
+    bench_result(name, ops, elapsed, extra);
+    return 0;
 }
 
 #endif
