@@ -183,9 +183,15 @@ pub struct Config {
     pub sk_v6_daddr_off: u32,
     pub sk_type_off: u32,
     pub sk_protocol_off: u32,
+    /// From an epoll instance to its first ready files: `eventpoll.rdllist`,
+    /// `epitem.rdllink`, `epitem.ffd.file` and `epitem.ffd.fd`.
+    pub eventpoll_rdllist_off: u32,
+    pub epitem_rdllink_off: u32,
+    pub epitem_file_off: u32,
+    pub epitem_fd_off: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 192);
+const _: () = assert!(size_of::<Config>() == 208);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -273,6 +279,11 @@ pub enum Counter {
     /// full, or more waiters on one socket than it keeps): recorded without
     /// a holder.
     SocketQueueFull = 12,
+    /// epoll_wait sleeps that ended with no socket ready (a timeout, a
+    /// signal, an eventfd or pipe): not socket waits, not recorded. Not in
+    /// `WaitsSeen` either: an epoll sleep counts as a wait once a socket
+    /// ended it.
+    EpollNotSocket = 13,
 }
 pub const COUNTER_SLOTS: u32 = 16;
 
@@ -377,6 +388,11 @@ pub mod wait_flags {
     /// The waker was sending on or closing a socket: a peer on this
     /// machine delivering data (loopback, unix sockets).
     pub const WAKER_SENDING: u32 = 1 << 11;
+    /// A sleep in epoll_wait: which socket it waits on is known only when it
+    /// ends (the first ready socket of the epoll instance). Until then
+    /// `uaddr2` is the instance, a kernel pointer that never leaves the
+    /// kernel; with [`SOCKET`] set, `val` is the ready socket's fd.
+    pub const EPOLL: u32 = 1 << 12;
 }
 
 /// A socket's identity and addresses, as the kernel has them when a thread
@@ -643,6 +659,9 @@ pub mod syscalls {
     pub const ACCEPT4: u32 = 288;
     pub const RECVMMSG: u32 = 299;
     pub const SENDMMSG: u32 = 307;
+    pub const EPOLL_WAIT: u32 = 232;
+    pub const EPOLL_PWAIT: u32 = 281;
+    pub const EPOLL_PWAIT2: u32 = 441;
 }
 
 /// futex(2) operations (after masking off the private and clock flags).

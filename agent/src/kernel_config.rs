@@ -65,6 +65,10 @@ pub fn build(
         sk_v6_daddr_off: sock("skc_v6_daddr")?,
         sk_type_off: btf.member_offset("sock", "sk_type")?,
         sk_protocol_off: btf.member_offset("sock", "sk_protocol")?,
+        eventpoll_rdllist_off: btf.member_offset("eventpoll", "rdllist")?,
+        epitem_rdllink_off: btf.member_offset("epitem", "rdllink")?,
+        epitem_file_off: btf.member_offset("epitem", "ffd.file")?,
+        epitem_fd_off: btf.member_offset("epitem", "ffd.fd")?,
         _pad: 0,
     })
 }

@@ -265,7 +265,13 @@ impl Tracer {
         tids.into_iter()
             .filter_map(|tid| {
                 match crate::task_storage::lookup::<WaitState>(self.wait_state.fd().as_fd(), tid) {
-                    Ok(Some(wait)) if wait.block_ns != 0 => Some((tid, wait)),
+                    // An epoll sleep is a wait only once a socket ends it.
+                    Ok(Some(wait))
+                        if wait.block_ns != 0
+                            && wait.flags & agent_ebpf::wait_flags::EPOLL == 0 =>
+                    {
+                        Some((tid, wait))
+                    }
                     Ok(_) => None,
                     Err(err) => {
                         tracing::debug!(tid, %err, "reading a thread's wait state");
@@ -461,6 +467,8 @@ impl Tracer {
         stats.dropped_held_map_full = sums[C::HeldFull as usize];
         stats.kernel_lock_waits_below_min_wait = sums[C::KernelLocksBelowMin as usize];
         stats.dropped_kernel_locks_map_full = sums[C::KernelLocksFull as usize];
+        stats.epoll_sleeps_without_socket = sums[C::EpollNotSocket as usize];
+        stats.socket_waits_untracked_line = sums[C::SocketQueueFull as usize];
         Ok(())
     }
 }

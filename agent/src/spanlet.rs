@@ -299,9 +299,12 @@ impl SocketInfo {
 }
 
 /// What a socket wait was doing, from its syscall and flags: `recv`,
-/// `send`, `accept`, `connect` or `poll`.
+/// `send`, `accept`, `connect`, `poll` or `epoll`.
 pub fn socket_op(syscall: u32, flags: u32) -> &'static str {
     use agent_ebpf::syscalls as sc;
+    if flags & agent_ebpf::wait_flags::EPOLL != 0 {
+        return "epoll";
+    }
     if flags & agent_ebpf::wait_flags::POLLED != 0 {
         return "poll";
     }
@@ -377,6 +380,12 @@ pub struct CaptureStats {
     pub dropped_held_map_full: u64,
     /// Kernel lock waits lost: their tracking map was full.
     pub dropped_kernel_locks_map_full: u64,
+    /// epoll_wait sleeps that no socket ended (a timeout, an eventfd...):
+    /// not socket waits, not recorded, not in `waits_seen`.
+    pub epoll_sleeps_without_socket: u64,
+    /// Socket waits recorded without their place in the socket's line (its
+    /// map full, or more waiters than it keeps): no holder is named.
+    pub socket_waits_untracked_line: u64,
     /// Lost in user space: a pipeline queue was full.
     pub dropped_user_queue_full: u64,
     /// Events that failed to decode (should be zero).

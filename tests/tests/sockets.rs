@@ -8,12 +8,9 @@
 //! Workload: `workloads/c_socket_pair.c`. Needs root and eBPF (see the
 //! harness for skip/fail rules).
 
-use std::ffi::OsStr;
-
 use serde::Deserialize;
 use spanlet_tests::{
-    C_SOCKET_PAIR, Spanlet, assert_success, collector::Rotel, describe, kernel_test_lock,
-    record_command, spanlet,
+    C_SOCKET_PAIR, Spanlet, collector::Rotel, describe, kernel_test_lock, record_command,
 };
 
 const MS: u64 = 1_000_000;
@@ -155,19 +152,7 @@ fn socket_waits_name_the_socket_the_thread_ahead_and_the_peer_that_woke_it() {
 
     // The OTLP export carries the network attributes.
     let Some(rotel) = Rotel::start() else { return };
-    let out = spanlet(
-        [
-            OsStr::new("replay"),
-            rec.capture.as_os_str(),
-            OsStr::new("--otlp-protocol"),
-            OsStr::new("grpc"),
-            OsStr::new("--otlp-endpoint"),
-            OsStr::new(&rotel.grpc_url()),
-        ],
-        None,
-    );
-    assert_success("spanlet replay", &out);
-    let got = rotel.received(spanlets.len(), 0);
+    let got = rotel.replay_grpc(&rec.capture, spanlets.len());
     let port = i64::from(truth.port);
     assert!(
         got.logs.iter().any(|l| {
@@ -179,5 +164,41 @@ fn socket_waits_name_the_socket_the_thread_ahead_and_the_peer_that_woke_it() {
         }),
         "no client recv event with the server as peer: {:#?}",
         got.logs
+    );
+}
+
+#[test]
+fn an_epoll_wait_is_a_wait_on_the_socket_that_became_ready() {
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_command(
+        &["--min-wait", "1ms"],
+        C_SOCKET_PAIR,
+        &[ROUNDS, "100", "epoll"],
+    ) else {
+        return;
+    };
+    let truth: Truth = rec.truth();
+    let s1 = truth.server_tids[0];
+    let spanlets = rec.export_with_sockets();
+    let epolls: Vec<&Spanlet> = spanlets
+        .iter()
+        .filter(|s| s.kind == "socket_wait" && op(s) == "epoll")
+        .collect();
+    let ctx = describe(spanlets.iter(), 40);
+    // S1 waits in epoll_wait for the next request: the ready socket is its
+    // connection from the client, and a client thread's send woke it.
+    assert!(!epolls.is_empty(), "no epoll socket wait:\n{ctx}");
+    for s in &epolls {
+        let k = s.socket.as_ref().expect("a socket_wait has its socket");
+        assert_eq!(s.tid, s1, "{}", s.brief());
+        assert_eq!(k.local_port, Some(truth.port), "{k:?}");
+        assert_eq!(k.peer_address.as_deref(), Some("127.0.0.1"), "{k:?}");
+        assert_ne!(k.peer_port, Some(truth.port), "{k:?}");
+    }
+    assert!(
+        epolls.iter().any(|s| s.waker_pid == Some(truth.client_pid)
+            && s.waker_tid.is_some_and(|t| truth.client_tids.contains(&t))
+            && s.wait_ns >= 30 * MS),
+        "no epoll wait of S1 woken by a client thread's request:\n{ctx}"
     );
 }

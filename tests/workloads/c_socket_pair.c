@@ -12,7 +12,10 @@
  * DELAY_MS after the first. Rounds after the first start with a 50 ms
  * pause, in which S1 waits in recv for the next request.
  *
- * Usage: c_socket_pair [ROUNDS] [DELAY_MS]
+ * With "epoll" as third argument, S1 waits for each request in epoll_wait
+ * on its connection (level-triggered, one fd) before reading it.
+ *
+ * Usage: c_socket_pair [ROUNDS] [DELAY_MS] [epoll]
  * Prints one JSON line of ground truth at the end. */
 #define WORKLOAD_NAME "c_socket_pair"
 #include "workload.h"
@@ -20,10 +23,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 static int rounds = 2;
+static int use_epoll;
 static long delay_ms = 100;
 static int listener;
 static unsigned short port;
@@ -36,13 +41,25 @@ static void *server(void *arg) {
     s_tids[me] = get_tid();
     int c = accept(listener, NULL, NULL);
     if (c < 0) die("accept", errno);
+    int ep = -1;
+    if (use_epoll) {
+        ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = c};
+        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) != 0) die("epoll", errno);
+    }
     char byte;
     ssize_t n;
-    while ((n = recv(c, &byte, 1, 0)) == 1) {
+    for (;;) {
+        if (use_epoll) {
+            struct epoll_event ready;
+            if (epoll_wait(ep, &ready, 1, -1) != 1) die("epoll_wait", errno);
+        }
+        if ((n = recv(c, &byte, 1, 0)) != 1) break;
         sleep_ms(delay_ms);
         if (send(c, &byte, 1, 0) != 1) die("send reply", errno);
     }
     if (n < 0) die("recv request", errno);
+    if (ep >= 0) close(ep);
     close(c);
     return NULL;
 }
@@ -94,8 +111,9 @@ static void run_client(int go, int out) {
 int main(int argc, char **argv) {
     if (argc > 1) rounds = atoi(argv[1]);
     if (argc > 2) delay_ms = atol(argv[2]);
+    use_epoll = argc > 3 && strcmp(argv[3], "epoll") == 0;
     if (rounds < 1 || delay_ms < 1) {
-        fprintf(stderr, "usage: %s [ROUNDS] [DELAY_MS]\n", WORKLOAD_NAME);
+        fprintf(stderr, "usage: %s [ROUNDS] [DELAY_MS] [epoll]\n", WORKLOAD_NAME);
         return 2;
     }
     listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -130,11 +148,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: the client failed\n", WORKLOAD_NAME);
         return 1;
     }
-    printf("{\"workload\":\"%s\",\"port\":%u,\"rounds\":%d,\"delay_ms\":%ld,"
+    printf("{\"workload\":\"%s\",\"epoll\":%s,\"port\":%u,\"rounds\":%d,\"delay_ms\":%ld,"
            "\"server_pid\":%d,\"server_tids\":[%d,%d],"
            "\"client_pid\":%d,\"client_tids\":[%d,%d],"
            "\"start_unix_nano\":%llu,\"end_unix_nano\":%llu}\n",
-           WORKLOAD_NAME, port, rounds, delay_ms, getpid(), s_tids[0], s_tids[1], info[0], info[1],
+           WORKLOAD_NAME, use_epoll ? "true" : "false", port, rounds, delay_ms, getpid(), s_tids[0], s_tids[1], info[0], info[1],
            info[2], start, now_unix_ns());
     return 0;
 }

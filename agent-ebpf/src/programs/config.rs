@@ -45,6 +45,10 @@ static SPANLET_CONFIG: Config = Config {
     sk_v6_daddr_off: 0,
     sk_type_off: 0,
     sk_protocol_off: 0,
+    eventpoll_rdllist_off: 0,
+    epitem_rdllink_off: 0,
+    epitem_file_off: 0,
+    epitem_fd_off: 0,
     _pad: 0,
 };
 

@@ -146,21 +146,27 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     let Some(sc) = regs::syscall_of(prev) else {
         return;
     };
-    let (target, sock) = match wait_target(&sc) {
-        Some(target) => (target, SockAddrs::default()),
+    let (target, sk) = match wait_target(&sc) {
+        Some(target) => (target, 0),
         None => match socket::target(task, &sc) {
             Some(s) => (
                 WaitTarget {
                     uaddr: s.inode,
-                    uaddr2: 0,
+                    uaddr2: s.ep,
                     op: 0,
                     val: s.fd,
                     flags: s.flags,
                 },
-                s.addrs,
+                s.sk,
             ),
             None => return,
         },
+    };
+    // The line a socket waiter joins: its socket's, or its epoll instance's.
+    let line = if target.flags & wait_flags::EPOLL != 0 {
+        target.uaddr2
+    } else {
+        target.uaddr
     };
     let tid = regs::trusted_task_tid(task);
     let mut flags = target.flags;
@@ -169,8 +175,8 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     // holds the owner's tid itself; a socket has its traced waiters in
     // line. User space decides whether the value names a thread of this
     // process.
-    let owner = if flags & wait_flags::SOCKET != 0 {
-        Some(socket::join(target.uaddr, tid)).filter(|&t| t != 0)
+    let owner = if flags & (wait_flags::SOCKET | wait_flags::EPOLL) != 0 {
+        Some(socket::join(line, tid)).filter(|&t| t != 0)
     } else if flags & wait_flags::PI != 0 {
         regs::read_user::<u32>(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
     } else if flags & wait_flags::LOCK_SHAPED != 0 {
@@ -186,12 +192,17 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         None => 0,
     };
     let block_ns = clock.get();
-    counters::bump(Counter::WaitsSeen);
+    // An epoll sleep is counted once a socket ends it (see `close`).
+    if flags & wait_flags::EPOLL == 0 {
+        counters::bump(Counter::WaitsSeen);
+    }
     let Some(slot) = WAIT_STATE.get_or_create(prev) else {
-        if flags & wait_flags::SOCKET != 0 {
-            socket::leave(target.uaddr, tid);
+        if flags & (wait_flags::SOCKET | wait_flags::EPOLL) != 0 {
+            socket::leave(line, tid);
         }
-        counters::bump(Counter::WaitsFull);
+        if flags & wait_flags::EPOLL == 0 {
+            counters::bump(Counter::WaitsFull);
+        }
         return;
     };
     if slot.block_ns != 0 {
@@ -229,8 +240,11 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         waker_comm: [0; 16],
         ctx: thread_ctx::of_current(task, tgid),
         waker_ctx: ThreadCtx::default(),
-        sock,
+        sock: SockAddrs::default(),
     };
+    if sk != 0 {
+        socket::fill_addrs(sk, &mut slot.sock);
+    }
 }
 
 /// Whether the current task's syscall is a futex wake of the waiter's word.
@@ -291,7 +305,7 @@ pub fn on_waking(task: *mut core::ffi::c_void) {
     // SAFETY: the current task is always a valid, trusted task pointer.
     let current = unsafe { bpf_get_current_task_btf() };
     let current_u8 = current.cast::<u8>().cast_const();
-    if state.flags & wait_flags::SOCKET != 0 {
+    if state.flags & (wait_flags::SOCKET | wait_flags::EPOLL) != 0 {
         socket_waker(state, task, current.cast());
         return;
     }
@@ -344,10 +358,15 @@ pub fn on_exit(task: *mut core::ffi::c_void) {
     {
         let tid = regs::trusted_task_tid(task.cast());
         state.block_ns = 0;
+        open_waits::closed(tid);
+        if state.flags & wait_flags::EPOLL != 0 {
+            // Never counted as a wait: no socket ended it.
+            socket::leave(state.uaddr2, tid);
+            return;
+        }
         if state.flags & wait_flags::SOCKET != 0 {
             socket::leave(state.uaddr, tid);
         }
-        open_waits::closed(tid);
         counters::bump(Counter::ExitedInWait);
     }
 }
@@ -373,10 +392,26 @@ pub fn on_run(task: *mut core::ffi::c_void, clock: &mut Now) {
     open_waits::closed(tid);
 }
 
-/// Ends thread `tid`'s wait: out of its socket's line, then emitted.
+/// Ends thread `tid`'s wait: out of its socket's line, then emitted. An
+/// epoll sleep becomes a wait on the socket that ended it, or is dropped
+/// (counted) when none did.
 #[inline(always)]
-fn close(tid: u32, wait: &WaitState, end_ns: u64, flags: u32) {
-    if wait.flags & wait_flags::SOCKET != 0 {
+fn close(tid: u32, wait: &mut WaitState, end_ns: u64, flags: u32) {
+    if wait.flags & wait_flags::EPOLL != 0 {
+        let ep = wait.uaddr2;
+        socket::leave(ep, tid);
+        // The instance is a kernel pointer: it stays here.
+        wait.uaddr2 = 0;
+        let Some((inode, fd, sk)) = socket::ready_socket(ep) else {
+            counters::bump(Counter::EpollNotSocket);
+            return;
+        };
+        counters::bump(Counter::WaitsSeen);
+        wait.uaddr = inode;
+        wait.val = fd;
+        socket::fill_addrs(sk, &mut wait.sock);
+        wait.flags |= wait_flags::SOCKET;
+    } else if wait.flags & wait_flags::SOCKET != 0 {
         socket::leave(wait.uaddr, tid);
     }
     emit(tid, wait, end_ns, flags);

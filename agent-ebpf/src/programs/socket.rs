@@ -2,7 +2,9 @@
 //! going to sleep inside a socket call (recv, send on a full buffer, accept,
 //! connect, read/write on a socket fd, poll on one socket) is found from its
 //! saved syscall registers; its fd leads to the socket, whose inode number
-//! and addresses identify it. No payload is read.
+//! and addresses identify it. A sleep in epoll_wait is one too when a
+//! socket ends it: the first ready socket of the epoll instance, read as
+//! the thread runs again. No payload is read.
 use agent_ebpf::{
     Counter, SOCK_WAITER_SLOTS, SockAddrs, SockWaiters,
     kernel::{AF_INET, AF_INET6, S_IFMT, S_IFSOCK},
@@ -12,12 +14,16 @@ use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use super::{config, counters, maps::SOCK_WAITERS, regs, regs::Syscall};
 
-/// The socket a blocking call waits on.
+/// The socket a blocking call waits on; for epoll_wait, the epoll instance
+/// (`inode` 0, `fd` the epoll fd) until a socket ends the wait.
 pub struct SocketTarget {
     pub inode: u64,
+    /// The `struct eventpoll` of an epoll wait, else 0.
+    pub ep: u64,
+    /// The socket's `struct sock`, for [`fill_addrs`] (0 for epoll).
+    pub sk: u64,
     pub fd: u32,
     pub flags: u32,
-    pub addrs: SockAddrs,
 }
 
 /// The socket `task` (current, going to sleep) waits on in syscall `sc`, if
@@ -56,22 +62,41 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
             let timeout = if a2 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
             (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
         }
+        // epoll_wait(epfd, events, max, timeout_ms), epoll_pwait(.., sigmask),
+        // epoll_pwait2(.., struct timespec *timeout, ..).
+        syscalls::EPOLL_WAIT | syscalls::EPOLL_PWAIT | syscalls::EPOLL_PWAIT2 => {
+            let [.., a3, _, _] = sc.args;
+            let timeout = match sc.nr as u32 {
+                syscalls::EPOLL_PWAIT2 => a3 != 0,
+                _ => (a3 as i32) >= 0,
+            };
+            let epfd = u32::try_from(a0 as i32).ok()?;
+            let file = file_of(task, epfd)?;
+            let ep = regs::read_kernel_u64(file + u64::from(config::get().file_private_data_off))?;
+            return Some(SocketTarget {
+                inode: 0,
+                ep,
+                sk: 0,
+                fd: epfd,
+                flags: wait_flags::EPOLL | if timeout { wait_flags::HAS_TIMEOUT } else { 0 },
+            });
+        }
         _ => return None,
     };
     let fd = u32::try_from(fd).ok()?;
-    let (inode, sk) = socket_of(task, fd)?;
+    let (inode, sk) = socket_of(file_of(task, fd)?)?;
     Some(SocketTarget {
         inode,
+        ep: 0,
+        sk,
         fd,
         flags: flags | wait_flags::SOCKET,
-        addrs: addrs_of(sk),
     })
 }
 
-/// `task`'s fd to (socket inode number, `struct sock *`), or None when the
-/// fd is not an open socket.
+/// `task`'s open file `fd` (a `struct file *`).
 #[inline(always)]
-fn socket_of(task: *const u8, fd: u32) -> Option<(u64, u64)> {
+fn file_of(task: *const u8, fd: u32) -> Option<u64> {
     let cfg = config::get();
     let at = |base: u64, off: u32| base + u64::from(off);
     let files = regs::read_kernel_u64(at(task as u64, cfg.task_files_off))?;
@@ -81,7 +106,15 @@ fn socket_of(task: *const u8, fd: u32) -> Option<(u64, u64)> {
         return None;
     }
     let fds = regs::read_kernel_u64(at(fdt, cfg.fdtable_fd_off))?;
-    let file = regs::read_kernel_u64(fds + u64::from(fd) * 8)?;
+    regs::read_kernel_u64(fds + u64::from(fd) * 8).filter(|&f| f != 0)
+}
+
+/// A file's (socket inode number, `struct sock *`), or None when it is not
+/// a socket.
+#[inline(always)]
+fn socket_of(file: u64) -> Option<(u64, u64)> {
+    let cfg = config::get();
+    let at = |base: u64, off: u32| base + u64::from(off);
     let inode = regs::read_kernel_u64(at(file, cfg.file_inode_off))?;
     // SAFETY: probe reads tolerate any address.
     let mode =
@@ -104,18 +137,16 @@ where
     unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
 }
 
-/// Family, type, protocol, ports and addresses of `sk`.
+/// Family, type, protocol, ports and addresses of `sk`, written in place
+/// (the eBPF stack has no room for another copy on the scheduler path).
 #[inline(always)]
-fn addrs_of(sk: u64) -> SockAddrs {
+pub fn fill_addrs(sk: u64, addrs: &mut SockAddrs) {
     let cfg = config::get();
     let at = |off: u32| sk + u64::from(off);
     let family: u16 = read(at(cfg.sk_family_off));
-    let mut addrs = SockAddrs {
-        family,
-        sock_type: read(at(cfg.sk_type_off)),
-        protocol: read(at(cfg.sk_protocol_off)),
-        ..SockAddrs::default()
-    };
+    addrs.family = family;
+    addrs.sock_type = read(at(cfg.sk_type_off));
+    addrs.protocol = read(at(cfg.sk_protocol_off));
     if family == AF_INET || family == AF_INET6 {
         addrs.local_port = read(at(cfg.sk_num_off));
         addrs.peer_port = u16::from_be(read(at(cfg.sk_dport_off)));
@@ -129,7 +160,33 @@ fn addrs_of(sk: u64) -> SockAddrs {
         addrs.local_addr = read(at(cfg.sk_v6_rcv_saddr_off));
         addrs.peer_addr = read(at(cfg.sk_v6_daddr_off));
     }
-    addrs
+}
+
+/// How many ready files of an epoll instance are looked at for a socket.
+const READY_LOOKED_AT: usize = 4;
+
+/// The first ready socket of epoll instance `ep` (its inode, fd in the
+/// watching process, and `struct sock`), among the first few ready files:
+/// what ended an epoll wait, read before the woken thread consumes the list.
+#[inline(always)]
+pub fn ready_socket(ep: u64) -> Option<(u64, u32, u64)> {
+    let cfg = config::get();
+    let head = ep + u64::from(cfg.eventpoll_rdllist_off);
+    let mut link = regs::read_kernel_u64(head)?;
+    for _ in 0..READY_LOOKED_AT {
+        if link == head || link == 0 {
+            return None;
+        }
+        let epi = link - u64::from(cfg.epitem_rdllink_off);
+        if let Some(file) = regs::read_kernel_u64(epi + u64::from(cfg.epitem_file_off))
+            && let Some((inode, sk)) = socket_of(file)
+        {
+            let fd = regs::read_kernel_u32(epi + u64::from(cfg.epitem_fd_off)).unwrap_or(0);
+            return Some((inode, fd, sk));
+        }
+        link = regs::read_kernel_u64(link)?;
+    }
+    None
 }
 
 /// Puts `tid` in line on socket `inode`; returns the thread ahead of it (the

@@ -114,6 +114,8 @@ pub(crate) fn sample_stats() -> CaptureStats {
         dropped_pids_map_full: 7,
         dropped_held_map_full: 8,
         dropped_kernel_locks_map_full: 15,
+        epoll_sleeps_without_socket: 16,
+        socket_waits_untracked_line: 17,
         dropped_user_queue_full: 9,
         malformed_events: 10,
     }
