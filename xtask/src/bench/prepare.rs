@@ -13,7 +13,14 @@ use crate::util::{cargo, run, stdout_of, target_dir, workspace_root};
 
 /// Sources of the bench workloads and the bpftrace script.
 pub const SOURCES: &str = "xtask/workloads/bench";
-const C_WORKLOADS: [&str; 5] = ["wake", "pingpong", "shortcs", "idle", "mmaplock"];
+const C_WORKLOADS: [&str; 6] = [
+    "wake",
+    "pingpong",
+    "tcppingpong",
+    "shortcs",
+    "idle",
+    "mmaplock",
+];
 
 /// Everything a run needs besides its scenario.
 #[derive(Clone, Debug)]

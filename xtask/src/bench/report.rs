@@ -425,6 +425,10 @@ fn meaning(md: &mut String) {
          attributes and closes a wait. Both threads are pinned to one CPU, so the \
          round trip is the kernel's path and the tracer's, without the cross-CPU \
          wake-up interrupts and idle exits that dominate, and vary, in a VM.\n\
+         * **tcppingpong**: the same over a loopback TCP connection: each side \
+         blocks in `recv` until the other's byte arrives, so spanlet records \
+         socket waits (with their socket's addresses); bpftrace's futex script \
+         records nothing there but still pays its `syscalls` tracepoints.\n\
          * **outside**: the wake loop again, untraced, while each tracer traces an \
          idle `sleep`. This is what every other process on the machine pays.\n\
          * **idle**: one request a millisecond to a pool of parked workers. \

@@ -13,6 +13,8 @@ pub enum Scenario {
     Wake,
     /// Two threads handing a token through one futex: per blocking pair.
     Pingpong,
+    /// Two threads bouncing a byte over loopback TCP: blocking socket waits.
+    Tcppingpong,
     /// Our futex-heavy program: 4 threads, one mutex, short critical sections.
     Shortcs,
     /// Python threading.Lock taken by 4 threads.
@@ -35,9 +37,10 @@ pub enum Scenario {
 }
 
 /// The scenarios run three ways and compared.
-pub const COMPARED: [Scenario; 9] = [
+pub const COMPARED: [Scenario; 10] = [
     Scenario::Wake,
     Scenario::Pingpong,
+    Scenario::Tcppingpong,
     Scenario::Shortcs,
     Scenario::Pylock,
     Scenario::Idle,
@@ -52,6 +55,7 @@ impl Scenario {
         match self {
             Self::Wake => "wake",
             Self::Pingpong => "pingpong",
+            Self::Tcppingpong => "tcppingpong",
             Self::Shortcs => "shortcs",
             Self::Pylock => "pylock",
             Self::Idle => "idle",
@@ -73,7 +77,7 @@ impl Scenario {
         match self {
             Self::Wake => "FUTEX_WAKE calls/s",
             Self::Outside => "FUTEX_WAKE calls/s, untraced process",
-            Self::Pingpong | Self::Agent => "round trips/s",
+            Self::Pingpong | Self::Tcppingpong | Self::Agent => "round trips/s",
             Self::Shortcs => "mutex acquisitions/s",
             Self::Pylock => "Lock acquisitions/s",
             Self::Idle => "requests/s (fixed rate)",
@@ -187,6 +191,7 @@ pub fn workload(scenario: Scenario, p: &Programs, seconds: f64, warmup: f64) -> 
     match scenario {
         Scenario::Wake | Scenario::Outside => c("wake", &[]),
         Scenario::Pingpong | Scenario::Agent => c("pingpong", &[]),
+        Scenario::Tcppingpong => c("tcppingpong", &[]),
         Scenario::Shortcs => c("shortcs", &[&threads]),
         Scenario::Mmaplock => c("mmaplock", &[&threads]),
         Scenario::Idle => c("idle", &["1000"]),
