@@ -51,9 +51,13 @@ pub mod maps {
     /// [`crate::LockContentionKey`] -> [`crate::LockContention`]: kernel
     /// lock waits in progress (`--kernel-locks`).
     pub const LOCK_CONTENTION: &str = "SPANLET_LOCK_CONTENTION";
-    /// Socket inode -> [`crate::SockWaiters`]: traced threads blocked on
-    /// each socket now, in the order they blocked.
+    /// Socket inode (or epoll instance) -> [`crate::SockWaiters`]: traced
+    /// threads blocked on each socket now, in the order they blocked (an
+    /// LRU: lines of sockets no longer waited on make way).
     pub const SOCK_WAITERS: &str = "SPANLET_SOCK_WAITERS";
+    /// Socket inode -> [`crate::SockAddrs`] of connected sockets (an LRU),
+    /// so a socket's addresses are read from the kernel once.
+    pub const SOCK_ADDRS: &str = "SPANLET_SOCK_ADDRS";
 }
 
 /// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
@@ -383,7 +387,7 @@ pub mod wait_flags {
     /// number, `val` the fd, `sock` its addresses, `word_owner` (with
     /// `OWNER_READ`) a thread of the process blocked on it before this one.
     pub const SOCKET: u32 = 1 << 9;
-    /// The socket wait was in poll/ppoll on that one socket.
+    /// The socket wait was in poll/ppoll/select/pselect6 on that one socket.
     pub const POLLED: u32 = 1 << 10;
     /// The waker was sending on or closing a socket: a peer on this
     /// machine delivering data (loopback, unix sockets).
@@ -646,6 +650,8 @@ pub mod syscalls {
     pub const WRITE: u32 = 1;
     pub const CLOSE: u32 = 3;
     pub const POLL: u32 = 7;
+    pub const SELECT: u32 = 23;
+    pub const PSELECT6: u32 = 270;
     pub const READV: u32 = 19;
     pub const WRITEV: u32 = 20;
     pub const CONNECT: u32 = 42;

@@ -167,38 +167,50 @@ fn socket_waits_name_the_socket_the_thread_ahead_and_the_peer_that_woke_it() {
     );
 }
 
-#[test]
-fn an_epoll_wait_is_a_wait_on_the_socket_that_became_ready() {
+/// S1 waits for each request in `how` (the workload's third argument);
+/// its waits there, of op `op`, must be on its connection from the client
+/// and woken by a client thread's send.
+fn waits_before_reading(how: &str, op_name: &str) {
     let _serial = kernel_test_lock();
-    let Some(rec) = record_command(
-        &["--min-wait", "1ms"],
-        C_SOCKET_PAIR,
-        &[ROUNDS, "100", "epoll"],
-    ) else {
+    let Some(rec) = record_command(&["--min-wait", "1ms"], C_SOCKET_PAIR, &[ROUNDS, "100", how])
+    else {
         return;
     };
     let truth: Truth = rec.truth();
     let s1 = truth.server_tids[0];
     let spanlets = rec.export_with_sockets();
-    let epolls: Vec<&Spanlet> = spanlets
+    let waits: Vec<&Spanlet> = spanlets
         .iter()
-        .filter(|s| s.kind == "socket_wait" && op(s) == "epoll")
+        .filter(|s| s.kind == "socket_wait" && s.tid == s1 && op(s) == op_name)
         .collect();
     let ctx = describe(spanlets.iter(), 40);
-    // S1 waits in epoll_wait for the next request: the ready socket is its
-    // connection from the client, and a client thread's send woke it.
-    assert!(!epolls.is_empty(), "no epoll socket wait:\n{ctx}");
-    for s in &epolls {
+    assert!(
+        !waits.is_empty(),
+        "{how}: no {op_name} socket wait of S1:\n{ctx}"
+    );
+    for s in &waits {
         let k = s.socket.as_ref().expect("a socket_wait has its socket");
-        assert_eq!(s.tid, s1, "{}", s.brief());
-        assert_eq!(k.local_port, Some(truth.port), "{k:?}");
-        assert_eq!(k.peer_address.as_deref(), Some("127.0.0.1"), "{k:?}");
-        assert_ne!(k.peer_port, Some(truth.port), "{k:?}");
+        assert_eq!(k.local_port, Some(truth.port), "{how}: {k:?}");
+        assert_eq!(k.peer_address.as_deref(), Some("127.0.0.1"), "{how}: {k:?}");
+        assert_ne!(k.peer_port, Some(truth.port), "{how}: {k:?}");
     }
     assert!(
-        epolls.iter().any(|s| s.waker_pid == Some(truth.client_pid)
+        waits.iter().any(|s| s.waker_pid == Some(truth.client_pid)
             && s.waker_tid.is_some_and(|t| truth.client_tids.contains(&t))
             && s.wait_ns >= 30 * MS),
-        "no epoll wait of S1 woken by a client thread's request:\n{ctx}"
+        "{how}: no wait of S1 woken by a client thread's request:\n{ctx}"
     );
+}
+
+/// epoll names no socket when the thread blocks: the one that ended the
+/// wait is found on the epoll instance's ready list.
+#[test]
+fn an_epoll_wait_is_a_wait_on_the_socket_that_became_ready() {
+    waits_before_reading("epoll", "epoll");
+}
+
+#[test]
+fn poll_and_select_on_one_socket_are_waits_on_it() {
+    waits_before_reading("poll", "poll");
+    waits_before_reading("select", "poll");
 }

@@ -12,10 +12,11 @@
  * DELAY_MS after the first. Rounds after the first start with a 50 ms
  * pause, in which S1 waits in recv for the next request.
  *
- * With "epoll" as third argument, S1 waits for each request in epoll_wait
- * on its connection (level-triggered, one fd) before reading it.
+ * With "epoll", "poll" or "select" as third argument, S1 waits for each
+ * request in epoll_wait (level-triggered, one fd), poll or select on its
+ * connection before reading it.
  *
- * Usage: c_socket_pair [ROUNDS] [DELAY_MS] [epoll]
+ * Usage: c_socket_pair [ROUNDS] [DELAY_MS] [epoll|poll|select]
  * Prints one JSON line of ground truth at the end. */
 #define WORKLOAD_NAME "c_socket_pair"
 #include "workload.h"
@@ -23,12 +24,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 static int rounds = 2;
-static int use_epoll;
+/* How S1 waits for a request before reading it: "", "epoll", "poll", "select". */
+static const char *wait_mode = "";
 static long delay_ms = 100;
 static int listener;
 static unsigned short port;
@@ -42,6 +46,7 @@ static void *server(void *arg) {
     int c = accept(listener, NULL, NULL);
     if (c < 0) die("accept", errno);
     int ep = -1;
+    int use_epoll = strcmp(wait_mode, "epoll") == 0;
     if (use_epoll) {
         ep = epoll_create1(0);
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = c};
@@ -53,6 +58,14 @@ static void *server(void *arg) {
         if (use_epoll) {
             struct epoll_event ready;
             if (epoll_wait(ep, &ready, 1, -1) != 1) die("epoll_wait", errno);
+        } else if (strcmp(wait_mode, "poll") == 0) {
+            struct pollfd p = {.fd = c, .events = POLLIN};
+            if (poll(&p, 1, -1) != 1) die("poll", errno);
+        } else if (strcmp(wait_mode, "select") == 0) {
+            fd_set r;
+            FD_ZERO(&r);
+            FD_SET(c, &r);
+            if (select(c + 1, &r, NULL, NULL, NULL) != 1) die("select", errno);
         }
         if ((n = recv(c, &byte, 1, 0)) != 1) break;
         sleep_ms(delay_ms);
@@ -111,9 +124,9 @@ static void run_client(int go, int out) {
 int main(int argc, char **argv) {
     if (argc > 1) rounds = atoi(argv[1]);
     if (argc > 2) delay_ms = atol(argv[2]);
-    use_epoll = argc > 3 && strcmp(argv[3], "epoll") == 0;
+    if (argc > 3) wait_mode = argv[3];
     if (rounds < 1 || delay_ms < 1) {
-        fprintf(stderr, "usage: %s [ROUNDS] [DELAY_MS] [epoll]\n", WORKLOAD_NAME);
+        fprintf(stderr, "usage: %s [ROUNDS] [DELAY_MS] [epoll|poll|select]\n", WORKLOAD_NAME);
         return 2;
     }
     listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -148,11 +161,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: the client failed\n", WORKLOAD_NAME);
         return 1;
     }
-    printf("{\"workload\":\"%s\",\"epoll\":%s,\"port\":%u,\"rounds\":%d,\"delay_ms\":%ld,"
+    printf("{\"workload\":\"%s\",\"wait\":\"%s\",\"port\":%u,\"rounds\":%d,\"delay_ms\":%ld,"
            "\"server_pid\":%d,\"server_tids\":[%d,%d],"
            "\"client_pid\":%d,\"client_tids\":[%d,%d],"
            "\"start_unix_nano\":%llu,\"end_unix_nano\":%llu}\n",
-           WORKLOAD_NAME, use_epoll ? "true" : "false", port, rounds, delay_ms, getpid(), s_tids[0], s_tids[1], info[0], info[1],
+           WORKLOAD_NAME, wait_mode, port, rounds, delay_ms, getpid(), s_tids[0], s_tids[1], info[0], info[1],
            info[2], start, now_unix_ns());
     return 0;
 }

@@ -146,7 +146,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     let Some(sc) = regs::syscall_of(prev) else {
         return;
     };
-    let (target, sk) = match wait_target(&sc) {
+    let (target, sock_file) = match wait_target(&sc) {
         Some(target) => (target, 0),
         None => match socket::target(task, &sc) {
             Some(s) => (
@@ -157,7 +157,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
                     val: s.fd,
                     flags: s.flags,
                 },
-                s.sk,
+                s.file,
             ),
             None => return,
         },
@@ -242,8 +242,8 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         waker_ctx: ThreadCtx::default(),
         sock: SockAddrs::default(),
     };
-    if sk != 0 {
-        socket::fill_addrs(sk, &mut slot.sock);
+    if sock_file != 0 {
+        socket::fill_addrs(target.uaddr, sock_file, &mut slot.sock);
     }
 }
 
@@ -402,14 +402,14 @@ fn close(tid: u32, wait: &mut WaitState, end_ns: u64, flags: u32) {
         socket::leave(ep, tid);
         // The instance is a kernel pointer: it stays here.
         wait.uaddr2 = 0;
-        let Some((inode, fd, sk)) = socket::ready_socket(ep) else {
+        let Some((inode, fd, file)) = socket::ready_socket(ep) else {
             counters::bump(Counter::EpollNotSocket);
             return;
         };
         counters::bump(Counter::WaitsSeen);
         wait.uaddr = inode;
         wait.val = fd;
-        socket::fill_addrs(sk, &mut wait.sock);
+        socket::fill_addrs(inode, file, &mut wait.sock);
         wait.flags |= wait_flags::SOCKET;
     } else if wait.flags & wait_flags::SOCKET != 0 {
         socket::leave(wait.uaddr, tid);

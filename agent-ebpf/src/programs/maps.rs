@@ -3,11 +3,11 @@ use super::task_storage::TaskStorage;
 use agent_ebpf::{
     COUNTER_SLOTS, DEFAULT_RINGBUF_BYTES, FileKey, HeldKey, HeldLock, LockCall, LockContention,
     LockContentionKey, MAX_HELD, MAX_LOCK_CALLS, MAX_LOCK_CONTENTIONS, MAX_PIDS, MAX_SOCKETS,
-    OPEN_WAIT_SLOTS, ObiCtxValue, PID_HINT_SLOTS, PidEntry, SockWaiters, WaitState,
+    OPEN_WAIT_SLOTS, ObiCtxValue, PID_HINT_SLOTS, PidEntry, SockAddrs, SockWaiters, WaitState,
 };
 use aya_ebpf::{
     macros::{btf_map, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 #[map(name = "SPANLET_EVENTS")]
@@ -54,7 +54,11 @@ pub static LOCK_CALLS: HashMap<u32, LockCall> = HashMap::with_max_entries(MAX_LO
 pub static HELD: HashMap<HeldKey, HeldLock> = HashMap::with_max_entries(MAX_HELD, 0);
 
 #[map(name = "SPANLET_SOCK_WAITERS")]
-pub static SOCK_WAITERS: HashMap<u64, SockWaiters> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static SOCK_WAITERS: LruHashMap<u64, SockWaiters> =
+    LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+#[map(name = "SPANLET_SOCK_ADDRS")]
+pub static SOCK_ADDRS: LruHashMap<u64, SockAddrs> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 #[map(name = "SPANLET_LOCK_CONTENTION")]
 pub static LOCK_CONTENTION: HashMap<LockContentionKey, LockContention> =

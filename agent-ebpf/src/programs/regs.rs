@@ -76,6 +76,19 @@ fn trusted_task_u32(task: *const u8, off: u32) -> u32 {
     unsafe { core::ptr::read_volatile(task.add(off as usize).cast::<u32>()) }
 }
 
+/// A member of a BTF-typed kernel pointer (a trusted task, or a pointer
+/// loaded from one this way), by a direct load: the verifier types the
+/// result from the kernel's BTF, so pointers can be followed further
+/// without a probe-read helper call per step. A null or bad pointer reads
+/// as zero.
+#[inline(always)]
+pub fn btf_member<T>(base: *const u8, off: u32) -> T {
+    // SAFETY: `base` is a BTF-typed kernel pointer and `off` the offset of
+    // a member of type T in this kernel's BTF; the verifier checks both and
+    // makes the load fault-tolerant.
+    unsafe { core::ptr::read_volatile(base.add(off as usize).cast::<T>()) }
+}
+
 /// A `u64` member of a trusted task pointer, as [`trusted_task_u32`].
 #[inline(always)]
 fn trusted_task_u64(task: *const u8, off: u32) -> u64 {

@@ -12,7 +12,12 @@ use agent_ebpf::{
 };
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
-use super::{config, counters, maps::SOCK_WAITERS, regs, regs::Syscall};
+use super::{
+    config, counters,
+    maps::{SOCK_ADDRS, SOCK_WAITERS},
+    regs,
+    regs::Syscall,
+};
 
 /// The socket a blocking call waits on; for epoll_wait, the epoll instance
 /// (`inode` 0, `fd` the epoll fd) until a socket ends the wait.
@@ -20,8 +25,8 @@ pub struct SocketTarget {
     pub inode: u64,
     /// The `struct eventpoll` of an epoll wait, else 0.
     pub ep: u64,
-    /// The socket's `struct sock`, for [`fill_addrs`] (0 for epoll).
-    pub sk: u64,
+    /// The socket's file, for [`fill_addrs`] (0 for epoll).
+    pub file: u64,
     pub fd: u32,
     pub flags: u32,
 }
@@ -62,6 +67,14 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
             let timeout = if a2 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
             (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
         }
+        // select(nfds, readfds, writefds, exceptfds, timeout) and pselect6
+        // (timeout a timespec): a wait on one socket when exactly one fd is
+        // set in the read and write sets.
+        syscalls::SELECT | syscalls::PSELECT6 => {
+            let [.., a4, _] = sc.args;
+            let timeout = if a4 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
+            (only_fd_selected(a0, a1, a2)?, wait_flags::POLLED | timeout)
+        }
         // epoll_wait(epfd, events, max, timeout_ms), epoll_pwait(.., sigmask),
         // epoll_pwait2(.., struct timespec *timeout, ..).
         syscalls::EPOLL_WAIT | syscalls::EPOLL_PWAIT | syscalls::EPOLL_PWAIT2 => {
@@ -76,7 +89,7 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
             return Some(SocketTarget {
                 inode: 0,
                 ep,
-                sk: 0,
+                file: 0,
                 fd: epfd,
                 flags: wait_flags::EPOLL | if timeout { wait_flags::HAS_TIMEOUT } else { 0 },
             });
@@ -84,35 +97,73 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
         _ => return None,
     };
     let fd = u32::try_from(fd).ok()?;
-    let (inode, sk) = socket_of(file_of(task, fd)?)?;
+    let file = file_of(task, fd)?;
+    let inode = socket_inode(file)?;
     Some(SocketTarget {
         inode,
         ep: 0,
-        sk,
+        file,
         fd,
         flags: flags | wait_flags::SOCKET,
     })
+}
+
+/// Words of an `fd_set` looked at: select waits on fds below 256 only
+/// (one read per set, and few paths for the verifier to walk).
+const FD_SET_WORDS: usize = 4;
+
+/// The one fd set in `select`'s read and write sets (user memory of the
+/// current task), or None when there are none or several.
+#[inline(always)]
+fn only_fd_selected(nfds: u64, readfds: u64, writefds: u64) -> Option<i32> {
+    if nfds > (FD_SET_WORDS * 64) as u64 {
+        return None;
+    }
+    let set = |addr: u64| {
+        if addr == 0 {
+            [0u64; FD_SET_WORDS]
+        } else {
+            regs::read_user::<[u64; FD_SET_WORDS]>(addr).unwrap_or_default()
+        }
+    };
+    let (read, write) = (set(readfds), set(writefds));
+    let mut count = 0;
+    let mut fd = 0;
+    for w in 0..FD_SET_WORDS {
+        let bits = read[w] | write[w];
+        count += bits.count_ones();
+        if bits != 0 {
+            fd = w as u32 * 64 + bits.trailing_zeros();
+        }
+    }
+    (count == 1).then_some(fd as i32)
 }
 
 /// `task`'s open file `fd` (a `struct file *`).
 #[inline(always)]
 fn file_of(task: *const u8, fd: u32) -> Option<u64> {
     let cfg = config::get();
-    let at = |base: u64, off: u32| base + u64::from(off);
-    let files = regs::read_kernel_u64(at(task as u64, cfg.task_files_off))?;
-    let fdt = regs::read_kernel_u64(at(files, cfg.files_fdt_off))?;
-    let max_fds = regs::read_kernel_u32(at(fdt, cfg.fdtable_max_fds_off))?;
+    // task->files->fdt by direct loads (the blocking path of every socket
+    // wait); only the fd array, indexed by a variable, needs a probe read.
+    let files: *const u8 = regs::btf_member(task, cfg.task_files_off);
+    if files.is_null() {
+        return None;
+    }
+    let fdt: *const u8 = regs::btf_member(files, cfg.files_fdt_off);
+    if fdt.is_null() {
+        return None;
+    }
+    let max_fds: u32 = regs::btf_member(fdt, cfg.fdtable_max_fds_off);
     if fd >= max_fds {
         return None;
     }
-    let fds = regs::read_kernel_u64(at(fdt, cfg.fdtable_fd_off))?;
+    let fds: u64 = regs::btf_member(fdt, cfg.fdtable_fd_off);
     regs::read_kernel_u64(fds + u64::from(fd) * 8).filter(|&f| f != 0)
 }
 
-/// A file's (socket inode number, `struct sock *`), or None when it is not
-/// a socket.
+/// A file's inode number, or None when it is not a socket.
 #[inline(always)]
-fn socket_of(file: u64) -> Option<(u64, u64)> {
+fn socket_inode(file: u64) -> Option<u64> {
     let cfg = config::get();
     let at = |base: u64, off: u32| base + u64::from(off);
     let inode = regs::read_kernel_u64(at(file, cfg.file_inode_off))?;
@@ -122,10 +173,7 @@ fn socket_of(file: u64) -> Option<(u64, u64)> {
     if mode & S_IFMT != S_IFSOCK {
         return None;
     }
-    let ino = regs::read_kernel_u64(at(inode, cfg.inode_ino_off))?;
-    let socket = regs::read_kernel_u64(at(file, cfg.file_private_data_off))?;
-    let sk = regs::read_kernel_u64(at(socket, cfg.socket_sk_off))?;
-    (sk != 0).then_some((ino, sk))
+    regs::read_kernel_u64(at(inode, cfg.inode_ino_off))
 }
 
 #[inline(always)]
@@ -137,10 +185,38 @@ where
     unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
 }
 
-/// Family, type, protocol, ports and addresses of `sk`, written in place
-/// (the eBPF stack has no room for another copy on the scheduler path).
+/// Family, type, protocol, ports and addresses of socket `inode` (whose
+/// file is `file`), written in place (the eBPF stack has no room for
+/// another copy on the scheduler path). A socket's addresses do not change
+/// once it is connected: they are read from the kernel once and kept by
+/// inode (`SPANLET_SOCK_ADDRS`); one without a peer yet is read each time.
 #[inline(always)]
-pub fn fill_addrs(sk: u64, addrs: &mut SockAddrs) {
+pub fn fill_addrs(inode: u64, file: u64, addrs: &mut SockAddrs) {
+    if let Some(cached) = SOCK_ADDRS.get_ptr(inode) {
+        // SAFETY: a map value, valid for this program run, of the same
+        // plain-data type.
+        unsafe { core::ptr::copy_nonoverlapping(cached, core::ptr::from_mut(addrs), 1) };
+        if addrs.peer_port != 0 {
+            return;
+        }
+    }
+    let cfg = config::get();
+    let Some(socket) = regs::read_kernel_u64(file + u64::from(cfg.file_private_data_off)) else {
+        return;
+    };
+    let Some(sk) = regs::read_kernel_u64(socket + u64::from(cfg.socket_sk_off)) else {
+        return;
+    };
+    read_addrs(sk, addrs);
+    if addrs.peer_port != 0 {
+        // By reference: a copy would not fit on the eBPF stack here.
+        let shared: &SockAddrs = addrs;
+        let _ = SOCK_ADDRS.insert(inode, shared, 0);
+    }
+}
+
+#[inline(always)]
+fn read_addrs(sk: u64, addrs: &mut SockAddrs) {
     let cfg = config::get();
     let at = |off: u32| sk + u64::from(off);
     let family: u16 = read(at(cfg.sk_family_off));
@@ -166,8 +242,8 @@ pub fn fill_addrs(sk: u64, addrs: &mut SockAddrs) {
 const READY_LOOKED_AT: usize = 4;
 
 /// The first ready socket of epoll instance `ep` (its inode, fd in the
-/// watching process, and `struct sock`), among the first few ready files:
-/// what ended an epoll wait, read before the woken thread consumes the list.
+/// watching process, and file), among the first few ready files: what
+/// ended an epoll wait, read before the woken thread consumes the list.
 #[inline(always)]
 pub fn ready_socket(ep: u64) -> Option<(u64, u32, u64)> {
     let cfg = config::get();
@@ -179,10 +255,10 @@ pub fn ready_socket(ep: u64) -> Option<(u64, u32, u64)> {
         }
         let epi = link - u64::from(cfg.epitem_rdllink_off);
         if let Some(file) = regs::read_kernel_u64(epi + u64::from(cfg.epitem_file_off))
-            && let Some((inode, sk)) = socket_of(file)
+            && let Some(inode) = socket_inode(file)
         {
             let fd = regs::read_kernel_u32(epi + u64::from(cfg.epitem_fd_off)).unwrap_or(0);
-            return Some((inode, fd, sk));
+            return Some((inode, fd, file));
         }
         link = regs::read_kernel_u64(link)?;
     }
@@ -243,9 +319,10 @@ pub fn leave(inode: u64, tid: u32) {
             };
         }
     }
-    if waiters.tids[0] == 0 {
-        let _ = SOCK_WAITERS.remove(inode);
-    }
+    // An empty line stays: the next wait on the socket updates it in
+    // place, where removing and inserting would cost two more hash-table
+    // writes per wait. The map is an LRU: lines of sockets no longer used
+    // make way for new ones.
 }
 
 /// Whether the current task's syscall `sc` sends on or closes a socket:
