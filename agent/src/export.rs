@@ -78,13 +78,16 @@ impl<'a> Line<'a> {
             futex_op: s.futex_op,
             futex_val: s.futex_val,
             flags: s.flags,
-            socket: s.socket.map(|k| SocketLine {
-                op: socket_op(s.syscall, s.flags),
-                transport: k.transport(),
-                local_address: k.local().map(|a| a.ip().to_string()),
-                local_port: k.local().map(|a| a.port()),
-                peer_address: k.peer().map(|a| a.ip().to_string()),
-                peer_port: k.peer().map(|a| a.port()),
+            socket: s.socket.map(|k| {
+                let (local, peer) = (k.local(), k.peer());
+                SocketLine {
+                    op: socket_op(s.syscall, s.flags),
+                    transport: k.transport(),
+                    local_address: local.map(|a| a.ip().to_string()),
+                    local_port: local.map(|a| a.port()),
+                    peer_address: peer.map(|a| a.ip().to_string()),
+                    peer_port: peer.map(|a| a.port()),
+                }
             }),
         }
     }

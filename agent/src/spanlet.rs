@@ -244,17 +244,14 @@ pub struct SocketInfo {
 }
 
 impl SocketInfo {
-    const AF_UNIX: u16 = 1;
-    const AF_INET: u16 = 2;
-    const AF_INET6: u16 = 10;
-
     fn ip(&self, addr: &[u8; 16]) -> Option<std::net::IpAddr> {
+        use agent_ebpf::kernel::{AF_INET, AF_INET6};
         match self.family {
-            Self::AF_INET => {
+            AF_INET => {
                 let v4: [u8; 4] = addr[..4].try_into().ok()?;
                 Some(std::net::Ipv4Addr::from(v4).into())
             }
-            Self::AF_INET6 => Some(std::net::Ipv6Addr::from(*addr).into()),
+            AF_INET6 => Some(std::net::Ipv6Addr::from(*addr).into()),
             _ => None,
         }
     }
@@ -278,7 +275,7 @@ impl SocketInfo {
     /// protocol number.
     pub fn transport(&self) -> String {
         match (self.family, self.protocol) {
-            (Self::AF_UNIX, _) => "unix".into(),
+            (agent_ebpf::kernel::AF_UNIX, _) => "unix".into(),
             (_, 6) => "tcp".into(),
             (_, 17) => "udp".into(),
             (_, p) => format!("protocol {p}"),

@@ -22,15 +22,21 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_barrier_t ready, start, held;
 static pid_t tids[2];
 
-static void *holder(void *arg) {
-    (void)arg;
-    tids[0] = get_tid();
+/* Thread `i` reports its tid, waits for the library, then attaches a
+ * context whose trace id bytes are all `trace` and span id bytes `span`. */
+static void begin_traced(int i, uint8_t trace, uint8_t span) {
+    tids[i] = get_tid();
     pthread_barrier_wait(&ready);
     pthread_barrier_wait(&start);
     uint8_t t[16], s[8];
-    memset(t, 0xdd, 16);
-    memset(s, 0xd1, 8);
+    memset(t, trace, 16);
+    memset(s, span, 8);
     attach(t, s);
+}
+
+static void *holder(void *arg) {
+    (void)arg;
+    begin_traced(0, 0xdd, 0xd1);
     pthread_mutex_lock(&lock);
     pthread_barrier_wait(&held);
     sleep_ms(hold_ms);
@@ -41,13 +47,7 @@ static void *holder(void *arg) {
 
 static void *waiter(void *arg) {
     (void)arg;
-    tids[1] = get_tid();
-    pthread_barrier_wait(&ready);
-    pthread_barrier_wait(&start);
-    uint8_t t[16], s[8];
-    memset(t, 0xee, 16);
-    memset(s, 0xe1, 8);
-    attach(t, s);
+    begin_traced(1, 0xee, 0xe1);
     pthread_barrier_wait(&held);
     pthread_mutex_lock(&lock);
     pthread_mutex_unlock(&lock);

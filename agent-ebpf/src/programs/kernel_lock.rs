@@ -11,7 +11,7 @@ use agent_ebpf::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_ktime_get_ns,
     },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
@@ -59,11 +59,8 @@ fn try_contention_begin(ctx: &BtfTracePointContext) {
         let cfg = config::get();
         wait.owner_tid = regs::read_kernel_u32(owner + u64::from(cfg.task_pid_off)).unwrap_or(0);
         wait.owner_pid = regs::read_kernel_u32(owner + u64::from(cfg.task_tgid_off)).unwrap_or(0);
-        // SAFETY: probe reads tolerate any address.
-        wait.owner_comm = unsafe {
-            bpf_probe_read_kernel((owner + u64::from(cfg.task_comm_off)) as *const [u8; 16])
-        }
-        .unwrap_or([0; 16]);
+        wait.owner_comm =
+            regs::read_kernel(owner + u64::from(cfg.task_comm_off)).unwrap_or([0; 16]);
     }
     if LOCK_CONTENTION.insert(key, wait, 0).is_err() {
         counters::bump(Counter::KernelLocksFull);

@@ -44,16 +44,22 @@ pub fn syscall_of(task: *mut core::ffi::c_void) -> Option<Syscall> {
     })
 }
 
+/// A value of kernel memory at any address (a probe read: a bad address
+/// reads as None).
+#[inline(always)]
+pub fn read_kernel<T>(addr: u64) -> Option<T> {
+    // SAFETY: probe reads tolerate any address.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
 #[inline(always)]
 pub fn read_kernel_u64(addr: u64) -> Option<u64> {
-    // SAFETY: probe reads tolerate any address.
-    unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
+    read_kernel(addr)
 }
 
 #[inline(always)]
 pub fn read_kernel_u32(addr: u64) -> Option<u32> {
-    // SAFETY: probe reads tolerate any address.
-    unsafe { bpf_probe_read_kernel(addr as *const u32) }.ok()
+    read_kernel(addr)
 }
 
 /// Reads a value of the current task's user memory without faulting pages in.

@@ -10,7 +10,6 @@ use agent_ebpf::{
     kernel::{AF_INET, AF_INET6, S_IFMT, S_IFSOCK},
     syscalls, wait_flags,
 };
-use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use super::{
     config, counters,
@@ -167,22 +166,17 @@ fn socket_inode(file: u64) -> Option<u64> {
     let cfg = config::get();
     let at = |base: u64, off: u32| base + u64::from(off);
     let inode = regs::read_kernel_u64(at(file, cfg.file_inode_off))?;
-    // SAFETY: probe reads tolerate any address.
-    let mode =
-        unsafe { bpf_probe_read_kernel(at(inode, cfg.inode_mode_off) as *const u16) }.ok()?;
+    let mode: u16 = regs::read_kernel(at(inode, cfg.inode_mode_off))?;
     if mode & S_IFMT != S_IFSOCK {
         return None;
     }
     regs::read_kernel_u64(at(inode, cfg.inode_ino_off))
 }
 
+/// A field of a socket, zero when it cannot be read.
 #[inline(always)]
-fn read<T>(addr: u64) -> T
-where
-    T: Default,
-{
-    // SAFETY: probe reads tolerate any address.
-    unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
+fn read<T: Default>(addr: u64) -> T {
+    regs::read_kernel(addr).unwrap_or_default()
 }
 
 /// Family, type, protocol, ports and addresses of socket `inode` (whose
