@@ -4,7 +4,7 @@
 //! `SPANLET_WORKLOAD_C_LIFECYCLE`, `SPANLET_WORKLOAD_C_KERNEL_LOCKS`,
 //! `SPANLET_WORKLOAD_C_SOCKET_PAIR`, and the thread-context ones below), and
 //! where the Python scripts live (`SPANLET_WORKLOAD_PY_LOCK`,
-//! `SPANLET_TLS_PROXY`), so that tests run the programs whatever the
+//! `SPANLET_TLS_PROXY`, `SPANLET_K8S_APISERVER`), so that tests run the programs whatever the
 //! working directory.
 
 use std::env;
@@ -41,6 +41,12 @@ fn main() {
     let proxy = workloads.join("tls_proxy.py");
     println!("cargo::rerun-if-changed={}", proxy.display());
     println!("cargo::rustc-env=SPANLET_TLS_PROXY={}", proxy.display());
+    let apiserver = workloads.join("k8s_apiserver.py");
+    println!("cargo::rerun-if-changed={}", apiserver.display());
+    println!(
+        "cargo::rustc-env=SPANLET_K8S_APISERVER={}",
+        apiserver.display()
+    );
     let py = workloads.join("py_lock.py");
     println!("cargo::rerun-if-changed={}", py.display());
     println!("cargo::rustc-env=SPANLET_WORKLOAD_PY_LOCK={}", py.display());

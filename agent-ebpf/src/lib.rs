@@ -193,7 +193,10 @@ pub struct Config {
     pub epitem_rdllink_off: u32,
     pub epitem_file_off: u32,
     pub epitem_fd_off: u32,
-    pub _pad: u32,
+    /// Non-zero: every process's exec is reported, not only traced ones',
+    /// so the agent can add processes that newly match its selection (a
+    /// container's first program, a cgroup's newcomers).
+    pub report_all_execs: u32,
 }
 const _: () = assert!(size_of::<Config>() == 208);
 

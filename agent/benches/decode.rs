@@ -285,6 +285,7 @@ fn write_capture(path: &Path, n: u64) {
             pid: p.pid,
             comm: p.comm.into(),
             cmdline: vec![format!("/usr/bin/{}", p.comm), "--bench".into()],
+            ..ProcessInfo::default()
         })
         .expect("process record");
     }
@@ -307,6 +308,7 @@ fn write_capture(path: &Path, n: u64) {
                 pid: s.pid,
                 tid: s.tid,
                 name: s.comm.to_string(),
+                ns_tid: None,
             })
             .expect("thread record");
         }

@@ -23,10 +23,11 @@ pub enum Command {
     /// command after `--` and trace it and the processes it forks, until the
     /// duration ends, Ctrl-C, or the traced processes exit.
     Record(RecordArgs),
-    /// Trace processes and export their spanlets live over OTLP, without a
-    /// capture file, until the duration ends, SIGINT/SIGTERM, or the traced
-    /// processes exit. The standard OTEL_EXPORTER_OTLP_* variables apply.
-    Run(RunArgs),
+    /// Run as a node agent: trace the selected processes (and new ones that
+    /// match), export their spanlets live over OTLP, and serve health and
+    /// metrics, until SIGINT/SIGTERM. SIGHUP reloads the selection from
+    /// --config. The standard OTEL_* variables apply.
+    Run(Box<RunArgs>),
     /// Summarise a capture: the most contended resources, their holders,
     /// wakers and waiters.
     Report(ReportArgs),
@@ -93,24 +94,77 @@ pub struct RecordArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Trace every process on the node (but spanlet itself).
+    #[arg(long, env = "SPANLET_ALL")]
+    pub all: bool,
     /// Trace this process (all its threads); repeat or comma-separate.
     #[arg(
         short,
         long = "pid",
         value_name = "PID",
         env = "SPANLET_PIDS",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub pids: Vec<u32>,
-    /// Stop after this long; default: until SIGINT/SIGTERM or the processes
-    /// exit.
+    /// Trace the processes in this cgroup and below it, including ones that
+    /// start later: a directory under a cgroup mount
+    /// (/sys/fs/cgroup/system.slice/x.service) or a path as /proc/PID/cgroup
+    /// shows it. Repeat or comma-separate.
+    #[arg(
+        long = "cgroup",
+        value_name = "PATH",
+        env = "SPANLET_CGROUPS",
+        value_delimiter = ','
+    )]
+    pub cgroups: Vec<String>,
+    /// Trace the processes of this container (its id or a prefix of it, as
+    /// in the cgroup path; at least 4 hex digits). Repeat or comma-separate.
+    #[arg(
+        long = "container-id",
+        value_name = "ID",
+        env = "SPANLET_CONTAINER_IDS",
+        value_delimiter = ','
+    )]
+    pub container_ids: Vec<String>,
+    /// Trace the pods of this namespace on this node (needs the Kubernetes
+    /// API). Repeat or comma-separate.
+    #[arg(
+        long = "k8s-namespace",
+        value_name = "NS",
+        env = "SPANLET_K8S_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub k8s_namespaces: Vec<String>,
+    /// Trace the pods on this node with this label; with several labels
+    /// (and namespaces), a pod must match all labels and one namespace.
+    #[arg(
+        long = "k8s-pod-label",
+        value_name = "KEY=VALUE",
+        env = "SPANLET_K8S_POD_LABELS",
+        value_delimiter = ','
+    )]
+    pub k8s_pod_labels: Vec<String>,
+    /// This node's Kubernetes name (from the downward API), which scopes
+    /// the pods the agent watches and becomes k8s.node.name.
+    #[arg(long, value_name = "NAME", env = "SPANLET_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Where to serve /healthz, /readyz and Prometheus /metrics; "off" to
+    /// serve nothing [default: 0.0.0.0:9464].
+    #[arg(long, value_name = "ADDR:PORT", env = "SPANLET_METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
+    /// A TOML file with the same settings (flags and environment win; the
+    /// target selections of both add up). SIGHUP re-reads its selection.
+    #[arg(long, value_name = "FILE", env = "SPANLET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Stop after this long; default: until SIGINT/SIGTERM (or, with --pid
+    /// alone, until those processes exit).
     #[arg(short, long, value_parser = parse_duration, env = "SPANLET_DURATION")]
     pub duration: Option<Duration>,
-    /// Waits shorter than this are not exported (counted only).
-    #[arg(long, default_value = "10us", value_parser = parse_duration, env = "SPANLET_MIN_WAIT")]
-    pub min_wait: Duration,
-    /// Also trace processes that traced processes fork.
+    /// Waits shorter than this are not exported (counted only) [default: 10us].
+    #[arg(long, value_parser = parse_duration, env = "SPANLET_MIN_WAIT")]
+    pub min_wait: Option<Duration>,
+    /// Also trace processes that traced processes fork (always on with
+    /// selectors other than --pid).
     #[arg(long, env = "SPANLET_FOLLOW_FORKS")]
     pub follow_forks: bool,
     /// Also record waits for contended kernel locks (mutexes, rwsems such
@@ -118,9 +172,9 @@ pub struct RunArgs {
     /// tracepoints, as kernel_lock_wait spanlets (off by default).
     #[arg(long, env = "SPANLET_KERNEL_LOCKS")]
     pub kernel_locks: bool,
-    /// Size of the kernel event ring (power of two, e.g. 8MiB).
-    #[arg(long, default_value = "8MiB", value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
-    pub ringbuf_size: u32,
+    /// Size of the kernel event ring (power of two, e.g. 8MiB) [default: 8MiB].
+    #[arg(long, value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
+    pub ringbuf_size: Option<u32>,
     /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
     /// (when it is there) for threads without OTEP 4947 thread context.
     #[arg(long, value_name = "PATH", default_value = crate::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]

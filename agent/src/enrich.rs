@@ -20,6 +20,11 @@ use crate::{
 pub trait ThreadSource {
     fn is_thread_of(&self, pid: u32, tid: u32) -> bool;
     fn thread_name(&self, pid: u32, tid: u32) -> Option<String>;
+    /// The thread's id in its process's PID namespace, when that is not
+    /// the agent's.
+    fn ns_tid(&self, _pid: u32, _tid: u32) -> Option<u32> {
+        None
+    }
 }
 
 /// The running system.
@@ -32,14 +37,17 @@ impl ThreadSource for Procfs {
     fn thread_name(&self, pid: u32, tid: u32) -> Option<String> {
         procfs::thread_name(pid, tid)
     }
+    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
+        procfs::thread_ns_tid(pid, tid)
+    }
 }
 
 /// Enrichment state: the clock offset and the threads named so far.
 pub struct Enricher<S> {
     clock: EpochClock,
     source: S,
-    /// (pid, tid) -> name last written to the capture.
-    names: HashMap<(u32, u32), String>,
+    /// (pid, tid) -> name last written to the capture, and namespace tid.
+    names: HashMap<(u32, u32), (String, Option<u32>)>,
     /// Threads to write to the capture before the next spanlet.
     new_threads: Vec<ThreadInfo>,
     /// Keys kernel lock addresses, randomly per run: a capture can tell
@@ -61,8 +69,10 @@ impl<S: ThreadSource> Enricher<S> {
 
     /// Threads already known (the snapshot written at capture start).
     pub fn know(&mut self, thread: &ThreadInfo) {
-        self.names
-            .insert((thread.pid, thread.tid), thread.name.clone());
+        self.names.insert(
+            (thread.pid, thread.tid),
+            (thread.name.clone(), thread.ns_tid),
+        );
     }
 
     /// Forgets threads that no longer exist, so a long capture of a
@@ -86,7 +96,7 @@ impl<S: ThreadSource> Enricher<S> {
         let known = self.names.get(&(pid, tid));
         let seen_name = seen_name.filter(|n| !n.is_empty());
         let name = match (seen_name, known) {
-            (Some(n), Some(k)) if n == k => return,
+            (Some(n), Some((k, _))) if n == k => return,
             (Some(n), _) => n.to_owned(),
             (None, Some(_)) => return,
             (None, None) => self
@@ -94,8 +104,17 @@ impl<S: ThreadSource> Enricher<S> {
                 .thread_name(pid, tid)
                 .unwrap_or_else(|| "?".to_owned()),
         };
-        self.names.insert((pid, tid), name.clone());
-        self.new_threads.push(ThreadInfo { pid, tid, name });
+        let ns_tid = match known {
+            Some(&(_, ns_tid)) => ns_tid,
+            None => self.source.ns_tid(pid, tid),
+        };
+        self.names.insert((pid, tid), (name.clone(), ns_tid));
+        self.new_threads.push(ThreadInfo {
+            pid,
+            tid,
+            name,
+            ns_tid,
+        });
     }
 
     /// The spanlet an event describes; `None` for events that are not
@@ -371,6 +390,7 @@ mod tests {
             pid: 1,
             tid: 40,
             name: "gone".into(),
+            ns_tid: None,
         });
         let s = e
             .enrich(&RawEvent::FutexWait(wait(

@@ -1,19 +1,22 @@
 //! The [`Config`] global: kernel struct offsets from the running kernel's
 //! BTF plus this run's settings.
-use std::time::Duration;
-
 use agent_ebpf::Config;
 
-use crate::btf::{BtfError, KernelBtf};
+use crate::{
+    btf::{BtfError, KernelBtf},
+    loader::LoadOptions,
+};
 
 /// Builds the programs' configuration for this kernel.
-pub fn build(
-    btf: &KernelBtf,
-    min_wait: Duration,
-    trace_all: bool,
-    follow_forks: bool,
-    ringbuf_bytes: u32,
-) -> Result<Config, BtfError> {
+pub fn build(btf: &KernelBtf, opts: &LoadOptions) -> Result<Config, BtfError> {
+    let LoadOptions {
+        min_wait,
+        trace_all,
+        follow_forks,
+        report_all_execs,
+        ringbuf_bytes,
+        ..
+    } = *opts;
     let regs = |name: &str| btf.member_offset("pt_regs", name);
     let sock = |name: &str| btf.member_offset("sock", &format!("__sk_common.{name}"));
     Ok(Config {
@@ -69,6 +72,6 @@ pub fn build(
         epitem_rdllink_off: btf.member_offset("epitem", "rdllink")?,
         epitem_file_off: btf.member_offset("epitem", "ffd.file")?,
         epitem_fd_off: btf.member_offset("epitem", "ffd.fd")?,
-        _pad: 0,
+        report_all_execs: u32::from(report_all_execs),
     })
 }

@@ -29,6 +29,11 @@ pub struct LoadOptions {
     pub min_wait: Duration,
     pub trace_all: bool,
     pub follow_forks: bool,
+    /// Report every process's exec, for a selection that takes processes
+    /// as they start.
+    pub report_all_execs: bool,
+    /// Leave out opt-in probes the kernel refuses instead of failing.
+    pub tolerate_optional_probes: bool,
     pub mutex_uprobes: bool,
     /// Attach the `lock:contention_begin/end` programs.
     pub kernel_locks: bool,
@@ -37,8 +42,10 @@ pub struct LoadOptions {
     pub obi_ctx_map: Option<PathBuf>,
 }
 
-/// How often processes without a thread-context slot are looked at again.
+/// How soon processes without a thread-context slot are looked at again;
+/// the interval doubles up to [`CTX_RETRY_MAX`].
 const CTX_RETRY: Duration = Duration::from_secs(2);
+const CTX_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// OBI's default pin path for its trace-context map.
 pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
@@ -126,13 +133,16 @@ pub struct Tracer {
     thread_ctx_by_file: HashMap<MapData, FileKey, i64>,
     /// Set to 1 with the first slot (see the ABI).
     thread_ctx_any: Array<MapData, u32>,
-    /// Traced processes without a slot yet, and when they were last looked at.
-    ctx_missing: std::collections::HashMap<u32, std::time::Instant>,
+    /// Traced processes without a slot yet: when they were last looked at,
+    /// and how long until the next look (doubling, see [`CTX_RETRY`]).
+    ctx_missing: std::collections::HashMap<u32, (std::time::Instant, Duration)>,
     /// Executables and libraries already read that do not define the
     /// variable: the periodic look does not read them again.
     files_without_ctx: std::collections::HashSet<FileKey>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// Optional probes left out because the kernel refused them.
+    attach_failures: u32,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -158,13 +168,7 @@ impl Tracer {
             return Err(LoadError::RingbufSize(opts.ringbuf_bytes));
         }
         let obi = opts.obi_ctx_map.as_deref().filter(|p| usable_obi_map(p));
-        let mut config = kernel_config::build(
-            &btf,
-            opts.min_wait,
-            opts.trace_all,
-            opts.follow_forks,
-            opts.ringbuf_bytes,
-        )?;
+        let mut config = kernel_config::build(&btf, opts)?;
         config.obi_ctx = u32::from(obi.is_some());
         let mut ebpf = {
             // The loader holds the kernel's parsed BTF (about 9 MiB here):
@@ -213,6 +217,7 @@ impl Tracer {
             follow_forks: opts.follow_forks,
             kernel_locks: opts.kernel_locks,
             uprobe_pids,
+            tolerate_optional: opts.tolerate_optional_probes,
         };
         let mut tracer = Self {
             ebpf: Some(ebpf),
@@ -226,6 +231,7 @@ impl Tracer {
             files_without_ctx: std::collections::HashSet::new(),
             counters,
             events: Some(events),
+            attach_failures: 0,
         };
         for &(pid, reason) in pids {
             tracer.insert_pid(pid, reason)?;
@@ -234,7 +240,7 @@ impl Tracer {
             }
         }
         if let Some(ebpf) = tracer.ebpf.as_mut() {
-            probes::attach_all(ebpf, &plan)?;
+            tracer.attach_failures = probes::attach_all(ebpf, &plan)?;
         }
         Ok(tracer)
     }
@@ -291,8 +297,14 @@ impl Tracer {
         let exe = self.know_program(Path::new(&format!("/proc/{pid}/exe")));
         let Some(slot) = exe.or_else(|| self.library_slot(pid)) else {
             // Perhaps a library that publishes it is not loaded yet, or not
-            // used yet: look again from time to time while it runs.
-            self.ctx_missing.insert(pid, std::time::Instant::now());
+            // used yet: look again from time to time while it runs, less
+            // and less often (a node agent may trace every process).
+            let next = self
+                .ctx_missing
+                .get(&pid)
+                .map_or(CTX_RETRY, |&(_, after)| (after * 2).min(CTX_RETRY_MAX));
+            self.ctx_missing
+                .insert(pid, (std::time::Instant::now(), next));
             return None;
         };
         self.ctx_missing.remove(&pid);
@@ -318,7 +330,7 @@ impl Tracer {
         let due: Vec<u32> = self
             .ctx_missing
             .iter()
-            .filter(|(_, at)| at.elapsed() >= CTX_RETRY)
+            .filter(|(_, (at, after))| at.elapsed() >= *after)
             .map(|(&pid, _)| pid)
             .collect();
         for pid in due {
@@ -402,6 +414,26 @@ impl Tracer {
                 None
             }
         }
+    }
+
+    /// Optional probes the kernel refused (left out, see `LoadOptions`).
+    pub fn attach_failures(&self) -> u32 {
+        self.attach_failures
+    }
+
+    /// Processes in the PID set now (added, or followed at fork), not
+    /// counting a spawner.
+    pub fn traced_count(&self) -> usize {
+        self.pids
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, e)| e.reason != agent_ebpf::PID_REASON_SPAWNER)
+            .count()
+    }
+
+    /// Whether the process is in the PID set (added, or followed at fork).
+    pub fn has_pid(&self, pid: u32) -> bool {
+        self.pids.get(&pid, 0).is_ok()
     }
 
     /// Adds a process to the PID set.

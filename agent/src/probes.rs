@@ -140,6 +140,10 @@ pub struct AttachPlan<'a> {
     pub kernel_locks: bool,
     /// Processes the libc uprobes are scoped to.
     pub uprobe_pids: &'a [u32],
+    /// A node agent keeps running without the opt-in kernel-lock probes
+    /// when a node's kernel refuses them (counted, and logged), rather than
+    /// failing on that node alone.
+    pub tolerate_optional: bool,
 }
 
 fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
@@ -151,39 +155,53 @@ fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
     }
 }
 
-/// Loads and attaches every probe the plan asks for.
-pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<(), AttachError> {
+/// Loads and attaches every probe the plan asks for; returns how many
+/// optional ones failed and were left out (see `tolerate_optional`).
+pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<u32, AttachError> {
     let btf = Btf::parse_file(crate::btf::vmlinux_btf_path(), aya::Endianness::default())?;
+    let mut left_out = 0;
     for probe in PROBES.iter().filter(|p| wanted(p, plan)) {
-        let program = ebpf
-            .program_mut(probe.program)
-            .ok_or(AttachError::Missing(probe.program))?;
-        let wrong_type = |source| AttachError::WrongType {
-            program: probe.program,
-            source,
-        };
-        let load_err = |source| AttachError::Load {
-            program: probe.program,
-            source,
-        };
-        match probe.hook {
-            Hook::TpBtf(tracepoint) => {
-                let prog: &mut BtfTracePoint = program.try_into().map_err(wrong_type)?;
-                prog.load(tracepoint, &btf).map_err(load_err)?;
-                prog.attach().map_err(|source| AttachError::Attach {
-                    program: probe.program,
-                    hook: format!("tp_btf/{tracepoint}"),
-                    source,
-                })?;
+        match attach_one(ebpf, probe, &btf) {
+            Ok(()) => {}
+            Err(err) if plan.tolerate_optional && probe.when == When::KernelLocks => {
+                tracing::warn!(program = probe.program, %err, "probe left out; kernel lock waits will not be recorded");
+                left_out += 1;
             }
-            Hook::Libc { .. } => {
-                let prog: &mut UProbe = program.try_into().map_err(wrong_type)?;
-                prog.load().map_err(load_err)?;
-            }
+            Err(err) => return Err(err),
         }
     }
     if plan.mutex_uprobes {
         attach_uprobes(ebpf, plan.uprobe_pids)?;
+    }
+    Ok(left_out)
+}
+
+fn attach_one(ebpf: &mut Ebpf, probe: &Probe, btf: &Btf) -> Result<(), AttachError> {
+    let program = ebpf
+        .program_mut(probe.program)
+        .ok_or(AttachError::Missing(probe.program))?;
+    let wrong_type = |source| AttachError::WrongType {
+        program: probe.program,
+        source,
+    };
+    let load_err = |source| AttachError::Load {
+        program: probe.program,
+        source,
+    };
+    match probe.hook {
+        Hook::TpBtf(tracepoint) => {
+            let prog: &mut BtfTracePoint = program.try_into().map_err(wrong_type)?;
+            prog.load(tracepoint, btf).map_err(load_err)?;
+            prog.attach().map_err(|source| AttachError::Attach {
+                program: probe.program,
+                hook: format!("tp_btf/{tracepoint}"),
+                source,
+            })?;
+        }
+        Hook::Libc { .. } => {
+            let prog: &mut UProbe = program.try_into().map_err(wrong_type)?;
+            prog.load().map_err(load_err)?;
+        }
     }
     Ok(())
 }

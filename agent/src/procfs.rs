@@ -16,6 +16,16 @@ pub fn is_running(pid: u32) -> bool {
     !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
+/// Every process now (thread group leaders: /proc lists only those).
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
 /// Whether `tid` is a live thread of process `pid`.
 pub fn is_thread_of(pid: u32, tid: u32) -> bool {
     PathBuf::from(format!("/proc/{pid}/task/{tid}")).exists()
@@ -35,7 +45,67 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(ProcessInfo { pid, comm, cmdline })
+    let cgroup = cgroup_v2_path(pid);
+    Some(ProcessInfo {
+        pid,
+        comm,
+        cmdline,
+        ns_pid: ns_id(&format!("/proc/{pid}/status")),
+        container_id: container_id(pid),
+        cgroup,
+    })
+}
+
+/// The innermost id of a task whose `NSpid` line lists more than one (it
+/// lives in a PID namespace below the agent's); `None` otherwise.
+fn ns_id(status_path: &str) -> Option<u32> {
+    let status = fs::read_to_string(status_path).ok()?;
+    let ids = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    let mut ids = ids.split_whitespace();
+    ids.next()?;
+    ids.last()?.parse().ok()
+}
+
+/// A thread's id in its process's PID namespace, when that is nested.
+pub fn thread_ns_tid(pid: u32, tid: u32) -> Option<u32> {
+    ns_id(&format!("/proc/{pid}/task/{tid}/status"))
+}
+
+/// The lines of /proc/PID/cgroup as (hierarchy id, controllers, path):
+/// one `0::path` line on cgroup v2, several on v1 or hybrid hosts.
+pub fn cgroups(pid: u32) -> Vec<(String, String, String)> {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The process's cgroup v2 path, as the agent's cgroup namespace shows it.
+pub fn cgroup_v2_path(pid: u32) -> Option<String> {
+    cgroups(pid)
+        .into_iter()
+        .find(|(id, ..)| id == "0")
+        .map(|(.., path)| path)
+}
+
+/// The container a process runs in: the id in its cgroup path, from the
+/// v2 line first, then any v1 hierarchy (hybrid hosts keep containers in
+/// v1 hierarchies only).
+pub fn container_id(pid: u32) -> Option<String> {
+    let lines = cgroups(pid);
+    let v2 = lines.iter().filter(|(id, ..)| id == "0");
+    let v1 = lines.iter().filter(|(id, ..)| id != "0");
+    v2.chain(v1)
+        .find_map(|(.., path)| crate::k8s::container_id_from_cgroup(path))
 }
 
 pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
@@ -56,6 +126,7 @@ pub fn threads(pid: u32) -> Vec<ThreadInfo> {
                 pid,
                 tid,
                 name: thread_name(pid, tid)?,
+                ns_tid: thread_ns_tid(pid, tid),
             })
         })
         .collect()

@@ -1,7 +1,7 @@
 //! `spanlet record`: trace processes (given by PID, or launched) until a
 //! duration ends, Ctrl-C, or they exit, writing spanlets to a capture file.
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     io::IsTerminal as _,
     path::PathBuf,
     process::ExitStatus,
@@ -24,11 +24,13 @@ use crate::{
     decode::RawEvent,
     enrich::{Enricher, Procfs},
     loader::{LoadError, LoadOptions, Tracer},
+    node::{LoopFigures, Node},
     otlp::{
         ResourceSettings, SendError, Sender, Settings,
         live::{Item, LiveExporter, Summary as ExportSummary},
     },
     procfs,
+    ring_fill::RingFill,
     ring_reader::{self, ReaderCounters},
     spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ThreadInfo},
 };
@@ -170,6 +172,8 @@ struct Sink {
     enricher: Enricher<Procfs>,
     processes: HashSet<u32>,
     stats: CaptureStats,
+    /// Spanlets recorded, by kind (for the node agent's metrics).
+    by_kind: BTreeMap<&'static str, u64>,
     min_wait_ns: u64,
 }
 
@@ -218,6 +222,7 @@ impl Sink {
             return Ok(());
         };
         self.add_process(spanlet.pid)?;
+        *self.by_kind.entry(spanlet.kind.as_str()).or_default() += 1;
         for thread in self.enricher.take_new_threads() {
             self.write_thread(thread)?;
         }
@@ -229,6 +234,24 @@ impl Sink {
         }
         self.stats.spanlets += 1;
         Ok(())
+    }
+
+    /// Forgets processes that exited, here and in the exporter, so a node
+    /// agent's tables hold the living only. One that shows up again (a
+    /// reused PID) is simply written again.
+    fn prune_exited(&mut self) {
+        let exited: Vec<u32> = self
+            .processes
+            .iter()
+            .copied()
+            .filter(|&pid| !procfs::is_running(pid))
+            .collect();
+        for pid in exited {
+            self.processes.remove(&pid);
+            if let Some(e) = &self.exporter {
+                e.offer(Item::Forget(pid));
+            }
+        }
     }
 }
 
@@ -260,21 +283,32 @@ async fn child_exit(launched: Option<&mut Launched>) -> std::io::Result<ExitStat
 /// Loads and attaches the programs, then launches the command if any.
 fn start(
     opts: &RecordOptions,
+    node: Option<&mut Node>,
 ) -> Result<(Tracer, RingBuf<MapData>, Option<Launched>), RecordError> {
     let launching = !opts.command.is_empty();
     let mut initial: Vec<(u32, u32)> = opts.pids.iter().map(|&p| (p, PID_REASON_USER)).collect();
     if launching {
         initial.push((std::process::id(), PID_REASON_SPAWNER));
     }
-    let load = LoadOptions {
+    let mut load = LoadOptions {
         min_wait: opts.min_wait,
         trace_all: false,
         follow_forks: opts.follow_forks || launching,
+        report_all_execs: false,
+        tolerate_optional_probes: false,
         mutex_uprobes: opts.mutex_uprobes,
         kernel_locks: opts.kernel_locks,
         ringbuf_bytes: opts.ringbuf_bytes,
         obi_ctx_map: opts.obi_ctx_map.clone(),
     };
+    if let Some(node) = node {
+        node.adjust(&mut load);
+        for (pid, reason) in node.initial_pids() {
+            if !initial.iter().any(|&(p, _)| p == pid) {
+                initial.push((pid, reason));
+            }
+        }
+    }
     let mut tracer = Tracer::load(&load, &initial, &opts.pids)?;
     let ring = tracer
         .take_events()
@@ -334,8 +368,21 @@ fn open_wait_event(tid: u32, mut wait: WaitState, now_ns: u64) -> RawEvent {
     })
 }
 
-pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordError> {
-    if opts.pids.is_empty() && opts.command.is_empty() {
+pub async fn record(opts: RecordOptions) -> Result<RecordSummary, RecordError> {
+    record_with(opts, None).await
+}
+
+/// Records as a node agent (`spanlet run`): the selection kept up to date,
+/// figures published, and running until stopped.
+pub async fn record_node(opts: RecordOptions, node: Node) -> Result<RecordSummary, RecordError> {
+    record_with(opts, Some(node)).await
+}
+
+async fn record_with(
+    mut opts: RecordOptions,
+    mut node: Option<Node>,
+) -> Result<RecordSummary, RecordError> {
+    if opts.pids.is_empty() && opts.command.is_empty() && node.is_none() {
         return Err(RecordError::NoTarget);
     }
     opts.pids = resolve_pids(&opts.pids)?;
@@ -363,7 +410,7 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         Some(otlp) => Some(Sender::new(otlp.settings.clone())?),
         None => None,
     };
-    let (mut tracer, ring, mut launched) = match start(&opts) {
+    let (mut tracer, ring, mut launched) = match start(&opts, node.as_mut()) {
         Ok(started) => started,
         Err(err) => {
             if let (false, Some(output)) = (output_existed, &opts.output) {
@@ -399,12 +446,32 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         enricher: Enricher::new(clock, Procfs),
         processes: HashSet::new(),
         stats: CaptureStats::default(),
+        by_kind: BTreeMap::new(),
         min_wait_ns: meta.min_wait_ns,
     };
     for &pid in &pids {
         sink.add_process(pid)?;
     }
+    if let Some(node) = node.as_mut() {
+        // What loading needed is not needed any more.
+        match crate::caps::drop_after_load() {
+            Ok(mask) => tracing::info!("capabilities dropped after load; effective now {mask:#x}"),
+            Err(err) => tracing::warn!(%err, "cannot drop capabilities after load"),
+        }
+        // Processes that started while the programs loaded.
+        for pid in node.tick_now(&mut tracer)? {
+            sink.add_process(pid)?;
+        }
+        node.set_ready(true);
+    }
     sink.write_stats()?;
+    let ring_fill = match RingFill::new(&ring, opts.ringbuf_bytes) {
+        Ok(fill) => Some(fill),
+        Err(err) => {
+            tracing::warn!(%err, "cannot map the event ring's positions; its fill is not reported");
+            None
+        }
+    };
 
     let (tx, mut rx) = mpsc::channel::<RawEvent>(QUEUE_EVENTS);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -421,6 +488,10 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         what: "SIGTERM handler",
         source,
     })?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|source| RecordError::Io {
+        what: "SIGHUP handler",
+        source,
+    })?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut last_stats = Instant::now();
@@ -431,13 +502,30 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
         tokio::select! {
             event = rx.recv() => match event {
                 Some(RawEvent::ProcessExec(exec)) => {
-                    tracer.track_thread_ctx(exec.header.pid);
+                    let pid = exec.header.pid;
+                    let added = match node.as_mut() {
+                        Some(node) => node.exec(pid, &mut tracer)?,
+                        None => false,
+                    };
+                    if added {
+                        sink.add_process(pid)?;
+                    } else if tracer.has_pid(pid) || node.as_ref().is_none_or(Node::traces_all) {
+                        tracer.track_thread_ctx(pid);
+                    }
                 }
                 Some(event) => sink.handle(&event)?,
                 None => break "the event reader stopped".to_owned(),
             },
             _ = sigint.recv() => break "interrupted (SIGINT)".to_owned(),
             _ = sigterm.recv() => break "terminated (SIGTERM)".to_owned(),
+            _ = sighup.recv() => match node.as_mut() {
+                Some(node) => {
+                    for pid in node.reload(&mut tracer)? {
+                        sink.add_process(pid)?;
+                    }
+                }
+                None => tracing::info!("SIGHUP ignored: only `spanlet run` reloads"),
+            },
             _ = until(deadline) => break "duration elapsed".to_owned(),
             status = child_exit(launched.as_mut()) => {
                 let status = status.map_err(|source| RecordError::Io { what: "waiting for the command", source })?;
@@ -447,14 +535,33 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
             _ = ticker.tick() => {
                 tracer.retry_thread_ctx();
                 alive.retain(|&p| procfs::is_running(p));
-                if launched.is_none() && alive.is_empty() {
+                let stays = node.as_ref().is_some_and(Node::waits_for_new_processes);
+                if launched.is_none() && alive.is_empty() && !stays {
                     break "all traced processes exited".to_owned();
                 }
                 if last_stats.elapsed() >= STATS_EVERY {
                     sink.enricher.prune();
+                    if node.is_some() {
+                        sink.prune_exited();
+                    }
                     tracer.kernel_counters(&mut sink.stats)?;
                     sink.write_stats()?;
                     last_stats = Instant::now();
+                }
+                if let Some(node) = node.as_mut() {
+                    for pid in node.tick(&mut tracer)? {
+                        sink.add_process(pid)?;
+                    }
+                    tracer.kernel_counters(&mut sink.stats)?;
+                    node.set_ready(true);
+                    node.publish(&tracer, &LoopFigures {
+                        stats: &sink.stats,
+                        spanlets_by_kind: &sink.by_kind,
+                        user_queue_full: reader_counters.queue_full.load(Ordering::Relaxed),
+                        malformed: reader_counters.malformed.load(Ordering::Relaxed),
+                        export: sink.exporter.as_ref().map(LiveExporter::counters),
+                        ring: ring_fill.as_ref(),
+                    });
                 }
                 if progress {
                     progress_line(&sink.stats, started);
@@ -465,6 +572,10 @@ pub async fn record(mut opts: RecordOptions) -> Result<RecordSummary, RecordErro
 
     // Detach first, so nothing races in; then drain what the kernel has
     // written, and report the waits still open as in progress.
+    if let Some(node) = &node {
+        node.set_ready(false);
+    }
+    drop(ring_fill);
     tracer.detach();
     let stopped_ns = EpochClock::monotonic_now();
     let _ = stop_tx.send(true);

@@ -330,20 +330,35 @@ pub struct CaptureMeta {
     pub spanlet_fields: Vec<String>,
 }
 
-/// A traced process.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A traced process. `pid` is the host's (the agent runs in the initial
+/// PID namespace, or with `hostPID` in Kubernetes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub comm: String,
     pub cmdline: Vec<String>,
+    /// Its PID in its own PID namespace, when that is not the agent's (a
+    /// container's, or `unshare --pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
+    /// Its cgroup v2 path (relative to the cgroup root the agent sees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The container it runs in, from its cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// A thread seen during the capture (written when first seen or renamed).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ThreadInfo {
     pub pid: u32,
     pub tid: u32,
     pub name: String,
+    /// Its thread id in its process's PID namespace, when that is not the
+    /// agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_tid: Option<u32>,
 }
 
 /// Counters of a capture; written periodically and at the end. Later records

@@ -1,7 +1,7 @@
 //! rotel, an independent OpenTelemetry collector (PyPI `rotel`, pinned and
 //! installed by `cargo xtask setup`), run with its debug exporter so a test
 //! can check what a collector actually received, and parsed back into the
-//! log records and spans it printed.
+//! log records, spans and metric data points it printed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running rotel printing every log record and span it receives.
+/// A running rotel printing every log record, span and metric it receives.
 pub struct Rotel {
     child: Child,
     pub grpc_port: u16,
@@ -34,7 +34,7 @@ fn rotel_agent() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -69,6 +69,7 @@ impl Rotel {
         let child = Command::new(&agent)
             .args(["start", "--exporter", "blackhole"])
             .args(["--debug-log", "traces", "--debug-log", "logs"])
+            .args(["--debug-log", "metrics"])
             .args(["--debug-log-verbosity", "detailed"])
             .arg("--otlp-grpc-endpoint")
             .arg(format!("127.0.0.1:{grpc_port}"))
@@ -156,6 +157,23 @@ impl Rotel {
         }
     }
 
+    /// What rotel received, once `done` says it is enough (within 20 s).
+    pub fn received_until(&self, what: &str, done: impl Fn(&Received) -> bool) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = Received::parse(&self.output());
+            if done(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rotel did not receive {what} within 20 s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops rotel (as the tests do to see what a dead collector does).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -182,6 +200,8 @@ pub struct Item {
     pub attributes: BTreeMap<String, String>,
     /// (trace id, span id) of each span link.
     pub links: Vec<(String, String)>,
+    /// Index of its resource in [`Received::resources`].
+    pub resource: usize,
 }
 
 impl Item {
@@ -198,16 +218,49 @@ impl Item {
     }
 }
 
-/// All log records and spans in rotel's debug output.
+/// One metric data point as rotel printed it, with its metric's descriptor.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    pub metric: String,
+    /// `Sum`, `Gauge`, ...
+    pub data_type: String,
+    pub unit: String,
+    /// Sums only: `true` or `false`.
+    pub monotonic: String,
+    /// Attribute values as printed, e.g. `Str(mutex_wait)`.
+    pub attributes: BTreeMap<String, String>,
+    /// `Value:` as printed, e.g. `12` or `0.25`.
+    pub value: String,
+}
+
+impl Point {
+    pub fn value(&self) -> Option<f64> {
+        self.value.parse().ok()
+    }
+
+    /// A `Str(..)` attribute.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        let v = self.attributes.get(key)?;
+        v.strip_prefix("Str(")?.strip_suffix(')')
+    }
+}
+
+/// All log records, spans and metric data points in rotel's debug output.
 #[derive(Debug, Default)]
 pub struct Received {
     pub logs: Vec<Item>,
     pub spans: Vec<Item>,
+    pub points: Vec<Point>,
     /// Resource attributes, one map per resource printed.
     pub resources: Vec<BTreeMap<String, String>>,
 }
 
 impl Received {
+    /// The points of metric `name`, in the order received.
+    pub fn points(&self, name: &str) -> Vec<&Point> {
+        self.points.iter().filter(|p| p.metric == name).collect()
+    }
+
     pub fn parse(text: &str) -> Self {
         enum In {
             Nothing,
@@ -215,19 +268,38 @@ impl Received {
             Log,
             Span,
             Link,
+            Metric,
+            Point,
         }
         let mut out = Self::default();
         let mut state = In::Nothing;
+        // The descriptor of the metric whose points are being read.
+        let mut metric = Point::default();
         for raw in text.lines() {
             let line = raw.trim();
-            if line.starts_with("ResourceLog #") || line.starts_with("ResourceSpans #") {
+            if line.starts_with("ResourceLog #")
+                || line.starts_with("ResourceSpans #")
+                || line.starts_with("ResourceMetrics #")
+            {
                 out.resources.push(BTreeMap::new());
                 state = In::Resource;
+            } else if line.starts_with("Metric #") {
+                metric = Point::default();
+                state = In::Metric;
+            } else if line.starts_with("NumberDataPoints #") {
+                out.points.push(metric.clone());
+                state = In::Point;
             } else if line.starts_with("LogRecord #") {
-                out.logs.push(Item::default());
+                out.logs.push(Item {
+                    resource: out.resources.len().saturating_sub(1),
+                    ..Item::default()
+                });
                 state = In::Log;
             } else if line.starts_with("Span #") {
-                out.spans.push(Item::default());
+                out.spans.push(Item {
+                    resource: out.resources.len().saturating_sub(1),
+                    ..Item::default()
+                });
                 state = In::Span;
             } else if line.starts_with("SpanLink #") {
                 if let Some(span) = out.spans.last_mut() {
@@ -266,7 +338,23 @@ impl Received {
                             }
                         }
                     }
+                    In::Metric => match k.as_str() {
+                        "Name" => metric.metric = v,
+                        "DataType" => metric.data_type = v,
+                        "Unit" => metric.unit = v,
+                        "IsMonotonic" => metric.monotonic = v,
+                        _ => {}
+                    },
+                    In::Point => {
+                        if let Some(p) = out.points.last_mut() {
+                            p.attributes.insert(k, v);
+                        }
+                    }
                     In::Nothing => {}
+                }
+            } else if let (In::Point, Some(("Value", v))) = (&state, line.split_once(':')) {
+                if let Some(p) = out.points.last_mut() {
+                    p.value = v.trim().to_owned();
                 }
             } else if let Some((k, v)) = line.split_once(':') {
                 let item = match state {
@@ -315,10 +403,11 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
-impl TlsFront {
-    pub fn start(target_port: u16, mutual: bool) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let d = dir.path();
+/// A throwaway CA made by `openssl` in `d`: `ca.pem`, a server certificate
+/// for `localhost` and 127.0.0.1 (`server.pem`, `server.key`) and a client
+/// certificate (`client.pem`, `client.key`).
+pub fn test_certificates(d: &std::path::Path) {
+    {
         openssl(
             d,
             &[
@@ -386,6 +475,14 @@ impl TlsFront {
             "spanlet",
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
         );
+    }
+}
+
+impl TlsFront {
+    pub fn start(target_port: u16, mutual: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = dir.path();
+        test_certificates(d);
         let port = free_port();
         let mut cmd = Command::new(crate::python());
         cmd.arg(env!("SPANLET_TLS_PROXY"))

@@ -20,6 +20,7 @@
 //! `$CI` is set, where they panic with the reason: CI must run them.
 
 pub mod collector;
+pub mod node;
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -218,6 +219,14 @@ impl Background {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Background { child }
+    }
+
+    /// Starts a prepared command (its stdio as the caller set it).
+    pub fn from_command(mut cmd: Command) -> Self {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));

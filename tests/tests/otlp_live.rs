@@ -39,6 +39,8 @@ fn run_survives_a_collector_that_is_down_killed_and_restarted() {
                 &workload.pid().to_string(),
                 "--min-wait",
                 "1ms",
+                "--metrics-address",
+                "off",
             ])
             .args(["--otlp-protocol", "grpc", "--otlp-timeout", "1s"])
             .arg("--otlp-endpoint")

@@ -87,6 +87,9 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
 /// the new program's slot (it looked at the file, e.g. the command it is
 /// launching), the process gets it here, before its first instruction;
 /// either way user space is told, to look at programs it does not know.
+/// With `report_all_execs`, untraced processes' execs are reported too, for
+/// the agent to match against its selection (exec is rare: a few per
+/// second on a busy node).
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     try_sched_process_exec(&ctx);
@@ -110,16 +113,17 @@ fn exec_file(bprm: u64) -> Option<FileKey> {
 fn try_sched_process_exec(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     let tgid = regs::trusted_task_tgid(task);
-    if !filter::traced(tgid) {
+    if filter::traced(tgid) {
+        let _ = THREAD_CTX.remove(tgid);
+        let bprm: *const u8 = ctx.arg(2);
+        if let Some(key) = exec_file(bprm as u64)
+            // SAFETY: a pointer into a map value, valid for this program run.
+            && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(key).map(|v| unsafe { *v })
+        {
+            let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
+        }
+    } else if config::get().report_all_execs == 0 {
         return;
-    }
-    let _ = THREAD_CTX.remove(tgid);
-    let bprm: *const u8 = ctx.arg(2);
-    if let Some(key) = exec_file(bprm as u64)
-        // SAFETY: a pointer into a map value, valid for this program run.
-        && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(key).map(|v| unsafe { *v })
-    {
-        let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
     }
     let Some(mut entry) = EVENTS.reserve::<ProcessExecEvent>(0) else {
         counters::bump(agent_ebpf::Counter::RingbufFull);

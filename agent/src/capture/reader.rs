@@ -376,6 +376,8 @@ pub struct Capture {
     pub processes: BTreeMap<u32, ProcessInfo>,
     /// Latest name of each (pid, tid).
     pub threads: BTreeMap<(u32, u32), String>,
+    /// Thread ids in a nested PID namespace, where recorded.
+    pub thread_ns_tids: BTreeMap<(u32, u32), u32>,
     pub spanlets: Vec<Spanlet>,
     /// The last stats record, if any was written before the file ended.
     pub stats: Option<CaptureStats>,
@@ -397,6 +399,7 @@ impl Capture {
             meta,
             processes: BTreeMap::new(),
             threads: BTreeMap::new(),
+            thread_ns_tids: BTreeMap::new(),
             spanlets: Vec::new(),
             stats: None,
             end: None,
@@ -451,6 +454,9 @@ impl Capture {
                 self.processes.insert(p.pid, p);
             }
             Record::Thread(t) => {
+                if let Some(ns_tid) = t.ns_tid {
+                    self.thread_ns_tids.insert((t.pid, t.tid), ns_tid);
+                }
                 self.threads.insert((t.pid, t.tid), t.name);
             }
             Record::Spanlet(s) => self.spanlets.push(s),

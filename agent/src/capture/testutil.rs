@@ -89,6 +89,7 @@ pub(crate) fn sample_process() -> ProcessInfo {
         pid: 100,
         comm: "app".into(),
         cmdline: vec!["./app".into(), "--flag".into()],
+        ..ProcessInfo::default()
     }
 }
 
@@ -97,6 +98,7 @@ pub(crate) fn sample_thread(tid: u32, name: &str) -> ThreadInfo {
         pid: 100,
         tid,
         name: name.into(),
+        ns_tid: None,
     }
 }
 

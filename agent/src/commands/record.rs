@@ -5,7 +5,7 @@ use spanlet::{
     cli::{OtlpArgs, RecordArgs},
     otlp::{ResourceSettings, Settings},
     procfs,
-    record::{LiveOtlp, RecordOptions, record},
+    record::{LiveOtlp, RecordOptions, RecordSummary, record},
     report::format_duration_ns,
 };
 
@@ -51,6 +51,11 @@ pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let summary = runtime.block_on(record(opts))?;
+    Ok(print_summary(&summary, &destination))
+}
+
+/// Prints what a recording did; the exit code follows a launched command's.
+pub fn print_summary(summary: &RecordSummary, destination: &str) -> ExitCode {
     let s = &summary.stats;
     eprintln!(
         "spanlet: {} spanlets in {} to {destination} ({}); {} waits seen, {} below --min-wait, {} dropped",
@@ -111,5 +116,5 @@ pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
             st.code().or_else(|| st.signal().map(|sig| 128 + sig))
         })
         .unwrap_or(0);
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,21 +1,96 @@
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
-use spanlet::{cli::RunArgs, record::RecordOptions};
+use anyhow::Context as _;
+use spanlet::{
+    caps,
+    cli::RunArgs,
+    k8s,
+    node::Node,
+    observe::{self, State},
+    otlp::{K8sResource, Sender},
+    record::{RecordOptions, record_node},
+    run_config::RunSettings,
+    targets::Selection,
+};
+use tokio::sync::watch;
 
-use super::record::{execute, live_otlp};
+use super::record::{live_otlp, print_summary};
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    execute(RecordOptions {
-        pids: args.pids,
-        command: Vec::new(),
-        duration: args.duration,
-        min_wait: args.min_wait,
-        output: None,
-        otlp: Some(live_otlp(&args.otlp)?),
-        mutex_uprobes: false,
-        kernel_locks: args.kernel_locks,
-        follow_forks: args.follow_forks,
-        ringbuf_bytes: args.ringbuf_size,
-        obi_ctx_map: Some(args.obi_ctx_map),
-    })
+pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
+    let settings = RunSettings::new(&args)?;
+    // Missing privileges are named before anything else is tried.
+    caps::check_node_agent()?;
+    let mut otlp = live_otlp(&args.otlp)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let endpoint = otlp.settings.logs_endpoint.clone();
+    let summary = runtime.block_on(async {
+        let node_name = k8s::node_name(settings.node_name.clone());
+        let cluster = k8s::start(node_name.clone())?;
+        let pods = cluster.as_ref().map(|(pods, _)| pods.clone());
+        let selection = Selection::resolve(&settings.selection(), pods.is_some())?;
+        if let (Some(pods), Some(node_name)) = (&pods, node_name) {
+            otlp.resource.k8s = Some(K8sResource {
+                node_name,
+                pods: pods.clone(),
+            });
+        }
+        let state = Arc::new(State::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = match &settings.metrics_address {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--metrics-address)"))?;
+                tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(observe::serve(listener, state.clone(), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
+        // OTEL_METRICS_EXPORTER=none turns the OTLP metrics off.
+        let metrics = match otlp.settings.metrics.enabled {
+            true => Some(tokio::spawn(observe::export_periodically(
+                Sender::new(otlp.settings.clone())?,
+                state.clone(),
+                observe::agent_resource(&otlp.resource),
+                otlp.settings.metrics.interval,
+                stop_rx,
+            ))),
+            false => None,
+        };
+        let start = observe::otlp::now_unix_nano();
+        let node = Node::new(settings.clone(), selection.clone(), pods, Some(state), cluster.is_some(), start);
+        let opts = RecordOptions {
+            pids: selection.pids.clone(),
+            command: Vec::new(),
+            duration: settings.duration,
+            min_wait: settings.min_wait,
+            output: None,
+            otlp: Some(otlp),
+            mutex_uprobes: false,
+            kernel_locks: settings.kernel_locks,
+            follow_forks: settings.follow_forks,
+            ringbuf_bytes: settings.ringbuf_bytes,
+            obi_ctx_map: Some(settings.obi_ctx_map.clone()),
+        };
+        let summary = record_node(opts, node).await;
+        let _ = stop_tx.send(true);
+        // The last metrics go out within their export timeout.
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        if let Some((_, watcher)) = cluster {
+            watcher.abort();
+        }
+        anyhow::Ok(summary?)
+    })?;
+    Ok(print_summary(&summary, &endpoint))
 }

@@ -10,8 +10,9 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::logs_service_client::LogsServiceClient,
-    trace::v1::trace_service_client::TraceServiceClient,
+    logs::v1::{ExportLogsServiceRequest, logs_service_client::LogsServiceClient},
+    metrics::v1::{ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient},
+    trace::v1::{ExportTraceServiceRequest, trace_service_client::TraceServiceClient},
 };
 use prost::Message as _;
 use tonic::{
@@ -60,6 +61,7 @@ impl SendError {
 struct GrpcClients {
     logs: LogsServiceClient<Channel>,
     traces: TraceServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
 }
 
 enum Transport {
@@ -100,14 +102,24 @@ impl Sender {
                 };
                 let mut logs = LogsServiceClient::new(channel(&settings.logs_endpoint)?);
                 let mut traces = TraceServiceClient::new(channel(&settings.traces_endpoint)?);
+                let mut metrics = MetricsServiceClient::new(channel(&settings.metrics_endpoint)?);
                 if settings.gzip {
                     logs = logs.send_compressed(CompressionEncoding::Gzip);
                     traces = traces.send_compressed(CompressionEncoding::Gzip);
+                    metrics = metrics.send_compressed(CompressionEncoding::Gzip);
                 }
-                Transport::Grpc(Box::new(GrpcClients { logs, traces }))
+                Transport::Grpc(Box::new(GrpcClients {
+                    logs,
+                    traces,
+                    metrics,
+                }))
             }
             Protocol::HttpProtobuf => {
-                for url in [&settings.logs_endpoint, &settings.traces_endpoint] {
+                for url in [
+                    &settings.logs_endpoint,
+                    &settings.traces_endpoint,
+                    &settings.metrics_endpoint,
+                ] {
                     url.parse::<http::Uri>().map_err(|e| SendError::Endpoint {
                         endpoint: url.clone(),
                         reason: e.to_string(),
@@ -137,33 +149,58 @@ impl Sender {
     /// Sends the logs, then the spans (each only if there are any).
     pub async fn send(&mut self, requests: &Requests) -> Result<(), SendError> {
         if !requests.logs.resource_logs.is_empty() {
-            self.send_one(Signal::Logs, requests).await?;
+            self.send_one(Payload::Logs(&requests.logs)).await?;
         }
         if !requests.traces.resource_spans.is_empty() {
-            self.send_one(Signal::Traces, requests).await?;
+            self.send_one(Payload::Traces(&requests.traces)).await?;
         }
         Ok(())
     }
 
-    async fn send_one(&mut self, signal: Signal, requests: &Requests) -> Result<(), SendError> {
-        let endpoint = match signal {
-            Signal::Logs => self.settings.logs_endpoint.clone(),
-            Signal::Traces => self.settings.traces_endpoint.clone(),
+    /// Sends metrics (if there are any) to the metrics endpoint.
+    pub async fn send_metrics(
+        &mut self,
+        request: &ExportMetricsServiceRequest,
+    ) -> Result<(), SendError> {
+        if request.resource_metrics.is_empty() {
+            return Ok(());
+        }
+        self.send_one(Payload::Metrics(request)).await
+    }
+
+    async fn send_one(&mut self, payload: Payload<'_>) -> Result<(), SendError> {
+        let endpoint = match payload {
+            Payload::Logs(_) => self.settings.logs_endpoint.clone(),
+            Payload::Traces(_) => self.settings.traces_endpoint.clone(),
+            Payload::Metrics(_) => self.settings.metrics_endpoint.clone(),
         };
         let timeout = self.settings.timeout;
         match &mut self.transport {
             Transport::Grpc(clients) => {
-                let GrpcClients { logs, traces } = clients.as_mut();
-                let outcome = match signal {
-                    Signal::Logs => {
-                        let req = grpc_request(requests.logs.clone(), &self.settings.headers)?;
+                let GrpcClients {
+                    logs,
+                    traces,
+                    metrics,
+                } = clients.as_mut();
+                let headers = &self.settings.headers;
+                // The generated clients differ in type, so each call is its
+                // own arm; what is done with the answer is shared below.
+                let outcome = match payload {
+                    Payload::Logs(m) => {
+                        let req = grpc_request(m.clone(), headers)?;
                         tokio::time::timeout(timeout, logs.export(req))
                             .await
                             .map(|r| r.map(drop))
                     }
-                    Signal::Traces => {
-                        let req = grpc_request(requests.traces.clone(), &self.settings.headers)?;
+                    Payload::Traces(m) => {
+                        let req = grpc_request(m.clone(), headers)?;
                         tokio::time::timeout(timeout, traces.export(req))
+                            .await
+                            .map(|r| r.map(drop))
+                    }
+                    Payload::Metrics(m) => {
+                        let req = grpc_request(m.clone(), headers)?;
+                        tokio::time::timeout(timeout, metrics.export(req))
                             .await
                             .map(|r| r.map(drop))
                     }
@@ -175,9 +212,10 @@ impl Sender {
                 }
             }
             Transport::Http(client) => {
-                let body = match signal {
-                    Signal::Logs => requests.logs.encode_to_vec(),
-                    Signal::Traces => requests.traces.encode_to_vec(),
+                let body = match payload {
+                    Payload::Logs(m) => m.encode_to_vec(),
+                    Payload::Traces(m) => m.encode_to_vec(),
+                    Payload::Metrics(m) => m.encode_to_vec(),
                 };
                 let body = if self.settings.gzip {
                     gzip(&body)
@@ -272,10 +310,12 @@ fn rustls_config(tls: &Tls) -> Result<rustls::ClientConfig, SendError> {
     }
 }
 
+/// One signal's request, borrowed for one send.
 #[derive(Clone, Copy)]
-enum Signal {
-    Logs,
-    Traces,
+enum Payload<'a> {
+    Logs(&'a ExportLogsServiceRequest),
+    Traces(&'a ExportTraceServiceRequest),
+    Metrics(&'a ExportMetricsServiceRequest),
 }
 
 fn grpc_request<T>(

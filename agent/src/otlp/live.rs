@@ -42,6 +42,9 @@ pub enum Item {
     Process(ProcessInfo),
     Thread(ThreadInfo),
     Spanlet(Box<Spanlet>),
+    /// The process exited: its names go once what is queued before this
+    /// is sent (a node agent sees processes come and go for weeks).
+    Forget(u32),
 }
 
 /// Export figures, readable while running.
@@ -85,7 +88,19 @@ pub struct LiveExporter {
 #[derive(Default)]
 struct NameTable {
     processes: BTreeMap<u32, ProcessInfo>,
-    threads: BTreeMap<(u32, u32), String>,
+    /// (pid, tid) -> name and namespace tid.
+    threads: BTreeMap<(u32, u32), (String, Option<u32>)>,
+    /// Exited processes, forgotten after the batch in hand is sent.
+    forget: Vec<u32>,
+}
+
+impl NameTable {
+    fn forget_exited(&mut self) {
+        for pid in std::mem::take(&mut self.forget) {
+            self.processes.remove(&pid);
+            self.threads.retain(|&(p, _), _| p != pid);
+        }
+    }
 }
 
 impl Names for NameTable {
@@ -94,7 +109,26 @@ impl Names for NameTable {
     }
 
     fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
-        self.threads.get(&(pid, tid)).map(String::as_str)
+        self.threads.get(&(pid, tid)).map(|(name, _)| name.as_str())
+    }
+
+    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
+        self.threads.get(&(pid, tid)).and_then(|&(_, ns)| ns)
+    }
+}
+
+impl Counters {
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+    }
+    pub fn dropped_queue_full(&self) -> u64 {
+        self.dropped_queue_full.load(Ordering::Relaxed)
+    }
+    pub fn dropped_send_failed(&self) -> u64 {
+        self.dropped_send_failed.load(Ordering::Relaxed)
+    }
+    pub fn failed_batches(&self) -> u64 {
+        self.failed_batches.load(Ordering::Relaxed)
     }
 }
 
@@ -185,6 +219,7 @@ async fn run(
             }
             batch.clear();
         }
+        names.forget_exited();
         if !open {
             return last_error;
         }
@@ -213,8 +248,9 @@ async fn fill(
                 names.processes.insert(p.pid, p);
             }
             Some(Item::Thread(t)) => {
-                names.threads.insert((t.pid, t.tid), t.name);
+                names.threads.insert((t.pid, t.tid), (t.name, t.ns_tid));
             }
+            Some(Item::Forget(pid)) => names.forget.push(pid),
             Some(Item::Spanlet(s)) => {
                 batch.push(*s);
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);

@@ -13,7 +13,10 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op};
+use crate::{
+    k8s::PodCache,
+    spanlet::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op},
+};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -28,6 +31,16 @@ pub struct ResourceSettings {
     /// `OTEL_RESOURCE_ATTRIBUTES`, parsed.
     pub attributes: Vec<(String, String)>,
     pub host_name: String,
+    /// In a Kubernetes cluster: this node's name and its pods, for the
+    /// `k8s.*` attributes of the processes in them.
+    pub k8s: Option<K8sResource>,
+}
+
+/// Where a node agent finds the Kubernetes names of a process.
+#[derive(Clone, Debug)]
+pub struct K8sResource {
+    pub node_name: String,
+    pub pods: PodCache,
 }
 
 /// Where the spanlets come from: the processes and thread names a capture
@@ -35,6 +48,10 @@ pub struct ResourceSettings {
 pub trait Names {
     fn process(&self, pid: u32) -> Option<&ProcessInfo>;
     fn thread_name(&self, pid: u32, tid: u32) -> Option<&str>;
+    /// A thread's id in its process's PID namespace, when that is nested.
+    fn ns_tid(&self, _pid: u32, _tid: u32) -> Option<u32> {
+        None
+    }
 }
 
 /// One batch of spanlets, as the two OTLP requests that carry it.
@@ -73,7 +90,13 @@ pub fn requests<'a>(
     let mut by_pid: BTreeMap<u32, (Vec<LogRecord>, Vec<Span>)> = BTreeMap::new();
     for s in spanlets {
         let thread_name = names.thread_name(s.pid, s.tid).unwrap_or(&s.comm);
-        let attributes = attributes(s, thread_name);
+        let mut attributes = attributes(s, thread_name);
+        if let Some(ns_tid) = names.ns_tid(s.pid, s.tid) {
+            attributes.push(int("spanlet.thread.vtid", ns_tid));
+        }
+        if let Some(ns_tid) = s.holder_tid.and_then(|tid| names.ns_tid(s.pid, tid)) {
+            attributes.push(int("spanlet.holder.vtid", ns_tid));
+        }
         let (logs, spans) = by_pid.entry(s.pid).or_default();
         if let Some(span) = span(s, &attributes) {
             spans.push(span);
@@ -161,6 +184,30 @@ fn resource(pid: u32, settings: &ResourceSettings, process: Option<&ProcessInfo>
         attrs.push(string("host.name", settings.host_name.clone()));
     }
     attrs.push(int("process.pid", pid));
+    if let Some(ns_pid) = process.and_then(|p| p.ns_pid) {
+        attrs.push(int("process.vpid", ns_pid));
+    }
+    if let Some(id) = process.and_then(|p| p.container_id.as_deref()) {
+        attrs.push(string("container.id", id));
+    }
+    if let Some(k8s) = &settings.k8s {
+        attrs.push(string("k8s.node.name", k8s.node_name.clone()));
+        let by_container = process
+            .and_then(|p| p.container_id.as_deref())
+            .and_then(|id| k8s.pods.by_container_id(id))
+            .map(|(pod, name)| (pod, Some(name)));
+        let pod = by_container.or_else(|| {
+            process
+                .and_then(|p| p.cgroup.as_deref())
+                .and_then(|cgroup| k8s.pods.by_cgroup(cgroup))
+        });
+        if let Some((pod, container)) = pod {
+            let pod_attrs = pod.attributes(container.as_deref());
+            for (key, value) in pod_attrs.into_iter().filter(|(k, _)| *k != "k8s.node.name") {
+                attrs.push(string(key, value));
+            }
+        }
+    }
     if !comm.is_empty() {
         attrs.push(string("process.executable.name", comm));
     }
@@ -455,6 +502,7 @@ mod tests {
                 ("deployment.environment.name".into(), "prod".into()),
             ],
             host_name: "node-1".into(),
+            k8s: None,
         };
         let r = requests([&s], &settings, &NoNames);
         let res = r.logs.resource_logs[0].resource.as_ref().unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::{capture::Capture, spanlet::ProcessInfo};
 pub use client::{SendError, Sender};
-pub use mapping::{Names, Requests, ResourceSettings};
+pub use mapping::{K8sResource, Names, Requests, ResourceSettings};
 pub use settings::{Overrides, Protocol, Settings, SettingsError};
 
 impl Names for Capture {
@@ -19,6 +19,10 @@ impl Names for Capture {
 
     fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
         Capture::thread_name(self, pid, tid)
+    }
+
+    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
+        self.thread_ns_tids.get(&(pid, tid)).copied()
     }
 }
 
@@ -34,6 +38,7 @@ impl ResourceSettings {
                 None => Vec::new(),
             },
             host_name: host_name.to_owned(),
+            k8s: None,
         })
     }
 }

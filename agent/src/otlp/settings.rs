@@ -27,15 +27,39 @@ impl Protocol {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub protocol: Protocol,
-    /// Full URLs: for HTTP the signal paths (`/v1/logs`, `/v1/traces`) are
-    /// already appended where the specification says so.
+    /// Full URLs: for HTTP the signal paths (`/v1/logs`, `/v1/traces`,
+    /// `/v1/metrics`) are already appended where the specification says so.
     pub logs_endpoint: String,
     pub traces_endpoint: String,
+    /// Where the agent's own metrics go.
+    pub metrics_endpoint: String,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub gzip: bool,
     /// For `https://` endpoints.
     pub tls: Tls,
+    /// The agent's own metrics: whether to send them
+    /// (`OTEL_METRICS_EXPORTER`), how often (`OTEL_METRIC_EXPORT_INTERVAL`)
+    /// and for how long one export may take (`OTEL_METRIC_EXPORT_TIMEOUT`).
+    pub metrics: MetricsExport,
+}
+
+/// The periodic metric reader's settings (SDK specification defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsExport {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for MetricsExport {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// TLS material, as PEM read from the files the variables name. The
@@ -70,6 +94,10 @@ pub enum SettingsError {
     Compression(String),
     #[error("OTLP timeout {0:?} is not a number of milliseconds")]
     Timeout(String),
+    #[error("{name} {value:?} is not a positive number of milliseconds")]
+    Milliseconds { name: &'static str, value: String },
+    #[error("unknown OTEL_METRICS_EXPORTER {0:?} (use otlp or none)")]
+    MetricsExporter(String),
     #[error("OTLP endpoint {0:?} must start with http:// or https://")]
     Endpoint(String),
     #[error("cannot read {what} {path:?}: {reason}")]
@@ -100,7 +128,7 @@ impl Settings {
     ) -> Result<Self, SettingsError> {
         let var = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         // A signal's own variable wins over the general one; spanlet sends
-        // logs and traces with one protocol, the general one's.
+        // every signal with one protocol, the general one's.
         let protocol = match (flags.protocol, var("OTEL_EXPORTER_OTLP_PROTOCOL")) {
             (Some(p), _) => p,
             (None, Some(p)) => Protocol::parse(p)?,
@@ -129,6 +157,7 @@ impl Settings {
         };
         let logs_endpoint = signal_endpoint("LOGS", "v1/logs")?;
         let traces_endpoint = signal_endpoint("TRACES", "v1/traces")?;
+        let metrics_endpoint = signal_endpoint("METRICS", "v1/metrics")?;
 
         let mut headers = match var("OTEL_EXPORTER_OTLP_HEADERS") {
             Some(list) => parse_headers(list)?,
@@ -190,10 +219,39 @@ impl Settings {
             protocol,
             logs_endpoint,
             traces_endpoint,
+            metrics_endpoint,
             headers,
             timeout,
             gzip,
             tls,
+            metrics: MetricsExport::resolve(&var)?,
+        })
+    }
+}
+
+impl MetricsExport {
+    fn resolve<'a>(var: &impl Fn(&str) -> Option<&'a str>) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let millis = |name: &'static str, default: Duration| match var(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                // Zero would make the reader spin (interval) or never
+                // succeed (timeout).
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(SettingsError::Milliseconds {
+                    name,
+                    value: v.to_owned(),
+                }),
+            },
+        };
+        Ok(Self {
+            enabled: match var("OTEL_METRICS_EXPORTER") {
+                None | Some("otlp") => true,
+                Some("none") => false,
+                Some(other) => return Err(SettingsError::MetricsExporter(other.to_owned())),
+            },
+            interval: millis("OTEL_METRIC_EXPORT_INTERVAL", defaults.interval)?,
+            timeout: millis("OTEL_METRIC_EXPORT_TIMEOUT", defaults.timeout)?,
         })
     }
 }
@@ -264,14 +322,50 @@ mod tests {
         assert_eq!(s.protocol, Protocol::HttpProtobuf);
         assert_eq!(s.logs_endpoint, "http://localhost:4318/v1/logs");
         assert_eq!(s.traces_endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(s.metrics_endpoint, "http://localhost:4318/v1/metrics");
         assert_eq!(s.timeout, Duration::from_secs(10));
         assert!(!s.gzip);
+        assert_eq!(s.metrics, MetricsExport::default());
+        assert_eq!(s.metrics.interval, Duration::from_secs(60));
         let grpc = Overrides {
             protocol: Some(Protocol::Grpc),
             ..Default::default()
         };
         let s = Settings::resolve(&env(&[]), &grpc).unwrap();
         assert_eq!(s.logs_endpoint, "http://localhost:4317");
+        assert_eq!(s.metrics_endpoint, "http://localhost:4317");
+    }
+
+    #[test]
+    fn metrics_have_their_own_endpoint_and_reader_settings() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://metrics:9090/otlp",
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", "5000"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        let s = Settings::resolve(&e, &Overrides::default()).unwrap();
+        assert_eq!(s.metrics_endpoint, "http://metrics:9090/otlp");
+        assert_eq!(s.logs_endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(
+            s.metrics,
+            MetricsExport {
+                enabled: false,
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(5),
+            }
+        );
+        // The --otlp-endpoint flag wins over every signal's variable.
+        let flags = Overrides {
+            endpoint: Some("http://flag:4318".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&e, &flags).unwrap();
+        assert_eq!(s.metrics_endpoint, "http://flag:4318/v1/metrics");
     }
 
     #[test]
@@ -341,5 +435,18 @@ mod tests {
             bad("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
             Err(SettingsError::Header(_))
         ));
+        for v in ["0", "1m", "-5"] {
+            assert_eq!(
+                bad("OTEL_METRIC_EXPORT_INTERVAL", v),
+                Err(SettingsError::Milliseconds {
+                    name: "OTEL_METRIC_EXPORT_INTERVAL",
+                    value: v.into()
+                })
+            );
+        }
+        assert_eq!(
+            bad("OTEL_METRICS_EXPORTER", "prometheus"),
+            Err(SettingsError::MetricsExporter("prometheus".into()))
+        );
     }
 }

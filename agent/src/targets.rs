@@ -1,0 +1,284 @@
+//! Which processes `spanlet run` traces, and keeping the kernel's PID set in
+//! step with that as processes start and exit, pods come and go, and the
+//! selection is reloaded.
+//!
+//! Kinds of selector add up: a process is traced if its PID is given, or
+//! it is in a given cgroup (or below), or in a given container, or in a pod
+//! on this node that the Kubernetes selectors match (namespace and labels
+//! must then all match). `--all` traces every process but the agent.
+use std::collections::HashSet;
+
+use crate::{
+    cgroup::{CgroupError, CgroupSel},
+    k8s::{PodCache, PodMeta, container_id_from_cgroup, pod_uid_from_cgroup},
+    loader::{LoadError, Tracer},
+    procfs,
+};
+
+/// What to trace, as given (flags, environment, config file).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectionSpec {
+    pub all: bool,
+    pub pids: Vec<u32>,
+    pub cgroups: Vec<String>,
+    pub container_ids: Vec<String>,
+    pub k8s_namespaces: Vec<String>,
+    /// `key=value`
+    pub k8s_pod_labels: Vec<String>,
+}
+
+impl SelectionSpec {
+    /// Both selections: selectors add up.
+    pub fn union(&self, other: &Self) -> Self {
+        let cat = |a: &[String], b: &[String]| -> Vec<String> {
+            let mut v = a.to_vec();
+            v.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+            v
+        };
+        let mut pids = self.pids.clone();
+        pids.extend(other.pids.iter().filter(|p| !self.pids.contains(p)));
+        Self {
+            all: self.all || other.all,
+            pids,
+            cgroups: cat(&self.cgroups, &other.cgroups),
+            container_ids: cat(&self.container_ids, &other.container_ids),
+            k8s_namespaces: cat(&self.k8s_namespaces, &other.k8s_namespaces),
+            k8s_pod_labels: cat(&self.k8s_pod_labels, &other.k8s_pod_labels),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error(
+        "nothing to trace: give --all, --pid, --cgroup, --container-id, --k8s-namespace or --k8s-pod-label (or the same in the config file)"
+    )]
+    Empty,
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("container id {0:?}: give at least 4 hex digits of it (e.g. the 12 docker ps shows)")]
+    ContainerId(String),
+    #[error("pod label {0:?} is not key=value")]
+    Label(String),
+    #[error(
+        "--k8s-namespace and --k8s-pod-label need the Kubernetes API: run in a cluster (in-cluster service account) with --node-name or SPANLET_NODE_NAME set"
+    )]
+    NoCluster,
+}
+
+/// A checked selection.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub all: bool,
+    pub pids: Vec<u32>,
+    pub cgroups: Vec<CgroupSel>,
+    /// Lower-case hex prefixes.
+    pub container_ids: Vec<String>,
+    pub k8s_namespaces: Vec<String>,
+    pub k8s_pod_labels: Vec<(String, String)>,
+}
+
+impl Selection {
+    /// Checks a spec: cgroups exist, ids and labels are well formed, and
+    /// Kubernetes selectors have a cluster to ask (`in_cluster`).
+    pub fn resolve(spec: &SelectionSpec, in_cluster: bool) -> Result<Self, SelectionError> {
+        if spec.is_empty() {
+            return Err(SelectionError::Empty);
+        }
+        let cgroups = spec
+            .cgroups
+            .iter()
+            .map(|c| CgroupSel::resolve(c))
+            .collect::<Result<_, _>>()?;
+        let container_ids = spec
+            .container_ids
+            .iter()
+            .map(|id| {
+                let id = id.trim();
+                // `docker inspect` and crictl print ids with a runtime prefix.
+                let id = id.rsplit_once("://").map_or(id, |(_, bare)| bare);
+                if id.len() >= 4 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+                    Ok(id.to_ascii_lowercase())
+                } else {
+                    Err(SelectionError::ContainerId(id.to_owned()))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let k8s_pod_labels = spec
+            .k8s_pod_labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+                _ => Err(SelectionError::Label(l.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let selection = Self {
+            all: spec.all,
+            pids: spec.pids.clone(),
+            cgroups,
+            container_ids,
+            k8s_namespaces: spec.k8s_namespaces.clone(),
+            k8s_pod_labels,
+        };
+        if selection.uses_k8s() && !in_cluster {
+            return Err(SelectionError::NoCluster);
+        }
+        Ok(selection)
+    }
+
+    fn uses_k8s(&self) -> bool {
+        !self.k8s_namespaces.is_empty() || !self.k8s_pod_labels.is_empty()
+    }
+
+    /// Whether processes are taken as they start (anything but `--pid`
+    /// alone): the kernel then reports every exec.
+    pub fn is_dynamic(&self) -> bool {
+        !self.cgroups.is_empty() || !self.container_ids.is_empty() || self.uses_k8s()
+    }
+
+    fn pod_matches(&self, pod: &PodMeta) -> bool {
+        (self.k8s_namespaces.is_empty() || self.k8s_namespaces.contains(&pod.namespace))
+            && self
+                .k8s_pod_labels
+                .iter()
+                .all(|(k, v)| pod.labels.get(k) == Some(v))
+    }
+
+    /// Whether the process is selected (not counting `all`).
+    fn matches(&self, pid: u32, pods: Option<&PodCache>) -> bool {
+        if self.pids.contains(&pid) {
+            return true;
+        }
+        if !self.is_dynamic() {
+            return false;
+        }
+        let lines = procfs::cgroups(pid);
+        if self.cgroups.iter().any(|c| c.contains(&lines)) {
+            return true;
+        }
+        let container = lines
+            .iter()
+            .find_map(|(.., path)| container_id_from_cgroup(path));
+        if let Some(id) = &container
+            && self
+                .container_ids
+                .iter()
+                .any(|p| id.starts_with(p.as_str()))
+        {
+            return true;
+        }
+        let Some(pods) = pods.filter(|_| self.uses_k8s()) else {
+            return false;
+        };
+        let pod = container
+            .as_deref()
+            .and_then(|id| pods.by_container_id(id).map(|(pod, _)| pod))
+            .or_else(|| {
+                lines
+                    .iter()
+                    .find_map(|(.., path)| pod_uid_from_cgroup(path))
+                    .and_then(|uid| pods.by_pod_uid(&uid))
+            });
+        pod.is_some_and(|pod| self.pod_matches(&pod))
+    }
+}
+
+/// The selection at work: which processes the agent put in the kernel's
+/// PID set.
+pub struct Targets {
+    selection: Selection,
+    pods: Option<PodCache>,
+    /// PIDs this put in the set (forks the kernel followed are not here).
+    added: HashSet<u32>,
+    own_pid: u32,
+}
+
+impl Targets {
+    pub fn new(selection: Selection, pods: Option<PodCache>) -> Self {
+        Self {
+            selection,
+            pods,
+            added: HashSet::new(),
+            own_pid: std::process::id(),
+        }
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Whether the process should be traced (never the agent itself).
+    pub fn wants(&self, pid: u32) -> bool {
+        pid != self.own_pid && self.selection.matches(pid, self.pods.as_ref())
+    }
+
+    /// The selected processes running now, for the initial PID set.
+    pub fn scan(&self) -> Vec<u32> {
+        procfs::all_pids()
+            .into_iter()
+            .filter(|&pid| self.wants(pid))
+            .collect()
+    }
+
+    /// Adds a process the kernel saw exec, if selected and not traced yet;
+    /// true when added.
+    pub fn on_exec(&mut self, pid: u32, tracer: &mut Tracer) -> Result<bool, LoadError> {
+        if tracer.has_pid(pid) || !self.wants(pid) {
+            return Ok(false);
+        }
+        tracer.add_pid(pid)?;
+        self.added.insert(pid);
+        Ok(true)
+    }
+
+    /// Notes processes put in the set at load.
+    pub fn note_added(&mut self, pids: &[u32]) {
+        self.added.extend(pids);
+    }
+
+    /// Brings the PID set in line with the selection: adds selected
+    /// processes not traced yet (returned), drops exited ones from the
+    /// bookkeeping, and removes ones no longer selected.
+    pub fn rescan(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, LoadError> {
+        self.added.retain(|&pid| procfs::is_running(pid));
+        let unwanted: Vec<u32> = self
+            .added
+            .iter()
+            .copied()
+            .filter(|&pid| !self.wants(pid))
+            .collect();
+        for pid in unwanted {
+            tracer.remove_pid(pid);
+            self.added.remove(&pid);
+        }
+        let mut new = Vec::new();
+        for pid in self.scan() {
+            if !tracer.has_pid(pid) {
+                tracer.add_pid(pid)?;
+                self.added.insert(pid);
+                new.push(pid);
+            }
+        }
+        Ok(new)
+    }
+
+    /// A new selection (a reload): applied at once by [`Self::rescan`].
+    pub fn replace(
+        &mut self,
+        selection: Selection,
+        tracer: &mut Tracer,
+    ) -> Result<Vec<u32>, LoadError> {
+        self.selection = selection;
+        self.rescan(tracer)
+    }
+
+    /// Processes in the PID set that this added and that still run.
+    pub fn traced(&self) -> usize {
+        self.added.len()
+    }
+}
