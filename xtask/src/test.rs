@@ -15,6 +15,11 @@ pub struct Args {
     /// a minute), e.g. while iterating on one test. CI runs it.
     #[arg(long)]
     skip_bench_smoke: bool,
+    /// Leave out building the OCI image (`cargo xtask image`: a static musl
+    /// build and buildah, a few minutes), e.g. while iterating on one test.
+    /// CI runs it.
+    #[arg(long)]
+    skip_image: bool,
     /// Extra arguments for `cargo test --release`, after `--`
     /// (e.g. `cargo xtask test -- -p spanlet-tests -- --nocapture`).
     #[arg(last = true)]
@@ -26,6 +31,12 @@ pub fn task(args: &Args) -> Result<()> {
     clippy().context("test step `cargo clippy` failed")?;
     clippy_ebpf().context("test step `cargo clippy` of the eBPF programs failed")?;
     build().context("test step `cargo build --release` failed")?;
+    validate_deploy().context("test step `cargo xtask validate-deploy` failed")?;
+    if args.skip_image {
+        eprintln!("test: skipping the image build (--skip-image)");
+    } else {
+        image().context("test step `cargo xtask image` failed")?;
+    }
     if args.skip_bench_smoke {
         eprintln!("test: skipping the bench smoke pass (--skip-bench-smoke)");
     } else {
@@ -82,6 +93,21 @@ fn clippy_ebpf() -> Result<()> {
 /// Builds `spanlet` including its eBPF object (agent/build.rs via aya-build).
 fn build() -> Result<()> {
     run(cargo().args(["build", "--release"]))
+}
+
+/// The Kubernetes manifest and Helm chart in deploy/, against the API
+/// schemas and each other; no cluster needed.
+fn validate_deploy() -> Result<()> {
+    eprintln!("$ cargo xtask validate-deploy");
+    crate::deploy::task()
+}
+
+/// The deployable image, built the way a release would be, and its binary
+/// run from the image's root filesystem, so deploy/Containerfile and the
+/// static musl build cannot rot.
+fn image() -> Result<()> {
+    eprintln!("$ cargo xtask image");
+    crate::image::task(&crate::image::Args::default())
 }
 
 /// One short pass of the bench harness, so it cannot rot: every scenario
