@@ -78,10 +78,19 @@ impl<S: ThreadSource> Enricher<S> {
     /// Forgets threads that no longer exist, so a long capture of a
     /// thread-churning process does not grow without bound. A forgotten
     /// thread seen again is simply written again.
-    pub fn prune(&mut self) {
+    /// Returns the threads forgotten.
+    pub fn prune(&mut self) -> Vec<(u32, u32)> {
         let source = &self.source;
-        self.names
-            .retain(|&(pid, tid), _| source.is_thread_of(pid, tid));
+        let gone: Vec<(u32, u32)> = self
+            .names
+            .keys()
+            .copied()
+            .filter(|&(pid, tid)| !source.is_thread_of(pid, tid))
+            .collect();
+        for key in &gone {
+            self.names.remove(key);
+        }
+        gone
     }
 
     /// Threads first seen (or renamed) since the last call.

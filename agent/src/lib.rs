@@ -12,6 +12,7 @@ pub mod clock;
 pub mod decode;
 pub mod ebpf_object;
 pub mod enrich;
+pub mod error_text;
 pub mod export;
 pub mod k8s;
 pub mod kernel_config;

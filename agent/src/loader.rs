@@ -46,6 +46,8 @@ pub struct LoadOptions {
 /// the interval doubles up to [`CTX_RETRY_MAX`].
 const CTX_RETRY: Duration = Duration::from_secs(2);
 const CTX_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Files remembered as defining no thread-context variable.
+const MAX_FILES_WITHOUT_CTX: usize = 16_384;
 
 /// OBI's default pin path for its trace-context map.
 pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
@@ -215,6 +217,7 @@ impl Tracer {
         let plan = AttachPlan {
             mutex_uprobes: opts.mutex_uprobes,
             follow_forks: opts.follow_forks,
+            trace_all: opts.trace_all,
             kernel_locks: opts.kernel_locks,
             uprobe_pids,
             tolerate_optional: opts.tolerate_optional_probes,
@@ -342,13 +345,29 @@ impl Tracer {
         }
     }
 
+    /// Remembers a file that defines no thread-context variable. The set
+    /// is bounded: a node agent sees new files for months (every new image
+    /// brings some); when full it starts over, costing one more read each.
+    fn note_without_ctx(&mut self, key: Option<FileKey>) {
+        if self.files_without_ctx.len() >= MAX_FILES_WITHOUT_CTX {
+            self.files_without_ctx.clear();
+        }
+        self.files_without_ctx.extend(key);
+    }
+
     /// The slot in one of the shared libraries `pid` has mapped, if any.
     /// Libraries already seen not to define the variable are not read again.
     fn library_slot(&mut self, pid: u32) -> Option<TlsSlot> {
         for m in crate::procfs::file_mappings(pid) {
             // map_files opens the very file mapped, whatever mount namespace
-            // or later rename.
-            let path = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            // or later rename, but needs CAP_CHECKPOINT_RESTORE (or
+            // CAP_SYS_ADMIN), which a node agent drops or never has; the
+            // path through the process's root needs only what it keeps.
+            let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let path = match crate::thread_ctx::key_of(Path::new(&map_file)) {
+                Ok(_) => map_file,
+                Err(_) => format!("/proc/{pid}/root{}", m.path),
+            };
             let key = crate::thread_ctx::key_of(Path::new(&path)).ok();
             if key.is_some_and(|k| self.files_without_ctx.contains(&k)) {
                 continue;
@@ -359,7 +378,7 @@ impl Tracer {
                     return Some(slot);
                 }
                 Ok(LibraryCtx::NotYet) => {}
-                Ok(LibraryCtx::NoVariable) => self.files_without_ctx.extend(key),
+                Ok(LibraryCtx::NoVariable) => self.note_without_ctx(key),
                 Err(err) => {
                     tracing::trace!(pid, library = %m.path, %err, "not a library to look in");
                 }
@@ -383,9 +402,7 @@ impl Tracer {
         let slot = match crate::thread_ctx::find_in_file(path) {
             Ok(Some(slot)) => slot,
             Ok(None) => {
-                if let Ok(key) = key {
-                    self.files_without_ctx.insert(key);
-                }
+                self.note_without_ctx(key.ok());
                 return None;
             }
             Err(err) => {
@@ -431,6 +448,16 @@ impl Tracer {
             .count()
     }
 
+    /// Processes the kernel added to the PID set as forks of traced ones.
+    pub fn followed_pids(&self) -> Vec<u32> {
+        self.pids
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, e)| e.reason == agent_ebpf::PID_REASON_FORK)
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
     /// Whether the process is in the PID set (added, or followed at fork).
     pub fn has_pid(&self, pid: u32) -> bool {
         self.pids.get(&pid, 0).is_ok()
@@ -468,6 +495,8 @@ impl Tracer {
     /// turns to "look it up", as the kernel's own removals do.
     pub fn remove_pid(&mut self, pid: u32) {
         let _ = self.pids.remove(&pid);
+        let _ = self.thread_ctx.remove(&pid);
+        self.ctx_missing.remove(&pid);
         let _ = self.update_hint(pid, |slot| {
             if slot == 0 {
                 0

@@ -11,7 +11,7 @@ use agent_ebpf::{PID_REASON_SPAWNER, PID_REASON_USER};
 
 use crate::{
     k8s::PodCache,
-    loader::{LoadError, LoadOptions, Tracer},
+    loader::{LoadOptions, Tracer},
     observe::{Snapshot, State},
     otlp::live::Counters as ExportCounters,
     procfs,
@@ -33,6 +33,7 @@ pub struct Node {
     state: Option<Arc<State>>,
     in_cluster: bool,
     reloads: u64,
+    reload_errors: u64,
     pod_generation: u64,
     last_rescan: Instant,
     start_unix_nano: u64,
@@ -45,6 +46,8 @@ pub struct LoopFigures<'a> {
     pub user_queue_full: u64,
     pub malformed: u64,
     pub export: Option<&'a ExportCounters>,
+    /// Spanlets still queued when the export flush at exit ran out.
+    pub export_unsent_at_exit: u64,
     pub ring: Option<&'a RingFill>,
 }
 
@@ -65,30 +68,27 @@ impl Node {
             state,
             in_cluster,
             reloads: 0,
+            reload_errors: 0,
             pod_generation,
             last_rescan: Instant::now(),
             start_unix_nano,
         }
     }
 
-    fn all(&self) -> bool {
-        self.targets.selection().all
-    }
-
     /// `--all`: the kernel traces every process; nothing to keep up.
     pub fn traces_all(&self) -> bool {
-        self.all()
+        self.targets.selection().all
     }
 
     /// Rescans now (after loading: processes that started meanwhile). With
     /// `--all`, looks for every running process's thread-context slot.
-    pub fn tick_now(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, LoadError> {
-        if self.all() {
+    pub fn tick_now(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+        if self.traces_all() {
             let own = std::process::id();
             for pid in procfs::all_pids().into_iter().filter(|&p| p != own) {
                 tracer.track_thread_ctx(pid);
             }
-            return Ok(Vec::new());
+            return Vec::new();
         }
         self.last_rescan = Instant::now();
         self.targets.rescan(tracer)
@@ -98,19 +98,20 @@ impl Node {
     /// a reload may add selectors that need them). Forks are followed for
     /// selectors that take new processes (a container's processes fork
     /// more), never with `--all`, where following would only fill the PID
-    /// set; `--pid` alone follows them only with `--follow-forks`.
+    /// set (the fork program then only hands the thread-context slot on);
+    /// `--pid` alone follows them only with `--follow-forks`.
     pub fn adjust(&self, load: &mut LoadOptions) {
-        load.trace_all = self.all();
+        let all = self.traces_all();
+        load.trace_all = all;
         load.report_all_execs = true;
-        load.follow_forks =
-            !self.all() && (load.follow_forks || self.targets.selection().is_dynamic());
+        load.follow_forks = !all && (load.follow_forks || self.targets.selection().is_dynamic());
         load.tolerate_optional_probes = true;
     }
 
     /// The PID set to load with: the selected processes running now, and,
     /// with `--all`, the agent itself marked as not traced.
     pub fn initial_pids(&mut self) -> Vec<(u32, u32)> {
-        if self.all() {
+        if self.traces_all() {
             return vec![(std::process::id(), PID_REASON_SPAWNER)];
         }
         let pids = self.targets.scan();
@@ -121,26 +122,23 @@ impl Node {
     /// Whether the agent keeps running when no traced process is left
     /// (always, but for `--pid` alone).
     pub fn waits_for_new_processes(&self) -> bool {
-        self.all() || self.targets.selection().is_dynamic()
+        self.traces_all() || self.targets.selection().is_dynamic()
     }
 
     /// A process exec'd: adds it if it is selected; true when added.
-    pub fn exec(&mut self, pid: u32, tracer: &mut Tracer) -> Result<bool, LoadError> {
-        if self.all() {
-            return Ok(false);
-        }
-        self.targets.on_exec(pid, tracer)
+    pub fn exec(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
+        !self.traces_all() && self.targets.on_exec(pid, tracer)
     }
 
     /// Every second: rescans when due or when the pods changed. Returns
     /// processes added.
-    pub fn tick(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, LoadError> {
-        if self.all() {
-            return Ok(Vec::new());
+    pub fn tick(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+        if self.traces_all() {
+            return Vec::new();
         }
         let generation = self.pods.as_ref().map_or(0, PodCache::generation);
         if generation == self.pod_generation && self.last_rescan.elapsed() < RESCAN_EVERY {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         self.pod_generation = generation;
         self.last_rescan = Instant::now();
@@ -148,40 +146,36 @@ impl Node {
     }
 
     /// SIGHUP: reads the config file again and applies its selection.
-    /// A bad file keeps the selection in force (and says why).
-    pub fn reload(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, LoadError> {
-        let spec = match self.settings.reload_selection() {
-            Ok(spec) => spec,
-            Err(err) => {
-                tracing::error!(%err, "reload failed; the selection in force stays");
-                return Ok(Vec::new());
-            }
-        };
-        let selection = match Selection::resolve(&spec, self.in_cluster) {
+    /// A bad file keeps the selection in force (says why, and counts it).
+    pub fn reload(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+        let resolved = self
+            .settings
+            .reload_selection()
+            .map_err(|e| e.to_string())
+            .and_then(|spec| Selection::resolve(&spec, self.in_cluster).map_err(|e| e.to_string()));
+        let mut selection = match resolved {
             Ok(s) => s,
             Err(err) => {
                 tracing::error!(%err, "reload failed; the selection in force stays");
-                return Ok(Vec::new());
+                self.reload_errors += 1;
+                return Vec::new();
             }
         };
-        if selection.all != self.all() {
+        if selection.all != self.traces_all() {
             tracing::warn!(
                 "`all` changes only with a restart (it is fixed when the programs load)"
             );
+            selection.all = self.traces_all();
         }
         self.reloads += 1;
-        let added = self.targets.replace(selection, tracer)?;
-        tracing::info!(
-            added = added.len(),
-            traced = self.targets.traced(),
-            "selection reloaded"
-        );
-        Ok(added)
+        let added = self.targets.replace(selection, tracer);
+        tracing::info!(added = added.len(), "selection reloaded");
+        added
     }
 
     /// Processes traced now.
     fn traced_processes(&self, tracer: &Tracer) -> u64 {
-        if self.all() {
+        if self.traces_all() {
             procfs::all_pids().len().saturating_sub(1) as u64
         } else {
             tracer.traced_count() as u64
@@ -200,7 +194,12 @@ impl Node {
             ("wait_map_full", s.dropped_waits_map_full),
             ("hold_map_full", s.dropped_held_map_full),
             ("kernel_lock_map_full", s.dropped_kernel_locks_map_full),
-            ("pid_map_full", s.dropped_pids_map_full),
+            // Forks the kernel could not add, and selected processes the
+            // agent could not.
+            (
+                "pid_map_full",
+                s.dropped_pids_map_full + self.targets.failed_adds(),
+            ),
             ("user_queue_full", figures.user_queue_full),
             ("malformed", figures.malformed),
             (
@@ -208,6 +207,7 @@ impl Node {
                 export(ExportCounters::dropped_queue_full),
             ),
             ("export_failed", export(ExportCounters::dropped_send_failed)),
+            ("export_unsent_at_exit", figures.export_unsent_at_exit),
         ]
         .into_iter()
         .collect();
@@ -223,6 +223,7 @@ impl Node {
             traced_processes: self.traced_processes(tracer),
             probe_attach_failures: u64::from(tracer.attach_failures()),
             selection_reloads: self.reloads,
+            selection_reload_errors: self.reload_errors,
             k8s_pods: self.pods.as_ref().map(|p| p.len() as u64),
             start_unix_nano: self.start_unix_nano,
             ..Snapshot::default()

@@ -23,8 +23,9 @@ pub enum When {
     Always,
     /// With `--mutex-uprobes`.
     MutexUprobes,
-    /// When following forks.
-    FollowForks,
+    /// When following forks, or tracing every process (whose children
+    /// inherit their thread-context slot at fork).
+    Forks,
     /// With `--kernel-locks`.
     KernelLocks,
 }
@@ -72,7 +73,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         program: "sched_process_fork",
         hook: Hook::TpBtf("sched_process_fork"),
-        when: When::FollowForks,
+        when: When::Forks,
     },
     Probe {
         program: "contention_begin",
@@ -137,6 +138,7 @@ pub enum AttachError {
 pub struct AttachPlan<'a> {
     pub mutex_uprobes: bool,
     pub follow_forks: bool,
+    pub trace_all: bool,
     pub kernel_locks: bool,
     /// Processes the libc uprobes are scoped to.
     pub uprobe_pids: &'a [u32],
@@ -150,7 +152,7 @@ fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
     match probe.when {
         When::Always => true,
         When::MutexUprobes => plan.mutex_uprobes,
-        When::FollowForks => plan.follow_forks,
+        When::Forks => plan.follow_forks || plan.trace_all,
         When::KernelLocks => plan.kernel_locks,
     }
 }

@@ -45,14 +45,19 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
                 .collect()
         })
         .unwrap_or_default();
-    let cgroup = cgroup_v2_path(pid);
+    let lines = cgroups(pid);
+    let (container_id, pod_uid) = container_and_pod(&lines);
     Some(ProcessInfo {
         pid,
         comm,
         cmdline,
         ns_pid: ns_id(&format!("/proc/{pid}/status")),
-        container_id: container_id(pid),
-        cgroup,
+        cgroup: lines
+            .into_iter()
+            .find(|(id, ..)| id == "0")
+            .map(|(.., path)| path),
+        container_id,
+        pod_uid,
     })
 }
 
@@ -89,23 +94,21 @@ pub fn cgroups(pid: u32) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The process's cgroup v2 path, as the agent's cgroup namespace shows it.
-pub fn cgroup_v2_path(pid: u32) -> Option<String> {
-    cgroups(pid)
-        .into_iter()
-        .find(|(id, ..)| id == "0")
-        .map(|(.., path)| path)
-}
-
-/// The container a process runs in: the id in its cgroup path, from the
-/// v2 line first, then any v1 hierarchy (hybrid hosts keep containers in
-/// v1 hierarchies only).
-pub fn container_id(pid: u32) -> Option<String> {
-    let lines = cgroups(pid);
+/// The container a process runs in and its pod's uid, from the ids in its
+/// cgroup paths (/proc/PID/cgroup lines): the v2 line first, then any v1
+/// hierarchy (hybrid hosts keep containers in v1 hierarchies only).
+pub fn container_and_pod(lines: &[(String, String, String)]) -> (Option<String>, Option<String>) {
     let v2 = lines.iter().filter(|(id, ..)| id == "0");
     let v1 = lines.iter().filter(|(id, ..)| id != "0");
-    v2.chain(v1)
-        .find_map(|(.., path)| crate::k8s::container_id_from_cgroup(path))
+    let paths: Vec<&str> = v2.chain(v1).map(|(.., path)| path.as_str()).collect();
+    (
+        paths
+            .iter()
+            .find_map(|p| crate::k8s::container_id_from_cgroup(p)),
+        paths
+            .iter()
+            .find_map(|p| crate::k8s::pod_uid_from_cgroup(p)),
+    )
 }
 
 pub fn thread_name(pid: u32, tid: u32) -> Option<String> {

@@ -174,6 +174,8 @@ struct Sink {
     stats: CaptureStats,
     /// Spanlets recorded, by kind (for the node agent's metrics).
     by_kind: BTreeMap<&'static str, u64>,
+    /// Exits the exporter has not been told of yet (its queue was full).
+    unsent_forgets: Vec<(u32, Option<u32>)>,
     min_wait_ns: u64,
 }
 
@@ -236,20 +238,36 @@ impl Sink {
         Ok(())
     }
 
-    /// Forgets processes that exited, here and in the exporter, so a node
-    /// agent's tables hold the living only. One that shows up again (a
-    /// reused PID) is simply written again.
-    fn prune_exited(&mut self) {
+    /// Forgets threads and processes that exited, here and in the
+    /// exporter, so a node agent's tables hold the living only. One that
+    /// shows up again (a reused id) is simply written again. Forgets the
+    /// exporter's full queue refused are offered again next time.
+    fn prune_exited(&mut self, gone_threads: Vec<(u32, u32)>) {
         let exited: Vec<u32> = self
             .processes
             .iter()
             .copied()
             .filter(|&pid| !procfs::is_running(pid))
             .collect();
-        for pid in exited {
+        for &pid in &exited {
             self.processes.remove(&pid);
-            if let Some(e) = &self.exporter {
-                e.offer(Item::Forget(pid));
+        }
+        let Some(e) = &self.exporter else {
+            return;
+        };
+        let new = gone_threads
+            .into_iter()
+            .filter(|(pid, _)| !exited.contains(pid))
+            .map(|(pid, tid)| (pid, Some(tid)))
+            .chain(exited.iter().map(|&pid| (pid, None)));
+        let pending: Vec<(u32, Option<u32>)> = std::mem::take(&mut self.unsent_forgets)
+            .into_iter()
+            .chain(new)
+            .collect();
+        for (pid, tid) in pending {
+            // Bounded too: past the cap, the exporter keeps a few stale names.
+            if !e.offer(Item::Forget { pid, tid }) && self.unsent_forgets.len() < QUEUE_EVENTS {
+                self.unsent_forgets.push((pid, tid));
             }
         }
     }
@@ -447,6 +465,7 @@ async fn record_with(
         processes: HashSet::new(),
         stats: CaptureStats::default(),
         by_kind: BTreeMap::new(),
+        unsent_forgets: Vec::new(),
         min_wait_ns: meta.min_wait_ns,
     };
     for &pid in &pids {
@@ -454,12 +473,13 @@ async fn record_with(
     }
     if let Some(node) = node.as_mut() {
         // What loading needed is not needed any more.
-        match crate::caps::drop_after_load() {
-            Ok(mask) => tracing::info!("capabilities dropped after load; effective now {mask:#x}"),
-            Err(err) => tracing::warn!(%err, "cannot drop capabilities after load"),
-        }
+        let mask = crate::caps::drop_after_load().map_err(|source| RecordError::Io {
+            what: "dropping capabilities after load",
+            source,
+        })?;
+        tracing::info!("capabilities dropped after load; effective now {mask:#x}");
         // Processes that started while the programs loaded.
-        for pid in node.tick_now(&mut tracer)? {
+        for pid in node.tick_now(&mut tracer) {
             sink.add_process(pid)?;
         }
         node.set_ready(true);
@@ -504,7 +524,7 @@ async fn record_with(
                 Some(RawEvent::ProcessExec(exec)) => {
                     let pid = exec.header.pid;
                     let added = match node.as_mut() {
-                        Some(node) => node.exec(pid, &mut tracer)?,
+                        Some(node) => node.exec(pid, &mut tracer),
                         None => false,
                     };
                     if added {
@@ -520,7 +540,7 @@ async fn record_with(
             _ = sigterm.recv() => break "terminated (SIGTERM)".to_owned(),
             _ = sighup.recv() => match node.as_mut() {
                 Some(node) => {
-                    for pid in node.reload(&mut tracer)? {
+                    for pid in node.reload(&mut tracer) {
                         sink.add_process(pid)?;
                     }
                 }
@@ -540,16 +560,16 @@ async fn record_with(
                     break "all traced processes exited".to_owned();
                 }
                 if last_stats.elapsed() >= STATS_EVERY {
-                    sink.enricher.prune();
+                    let gone_threads = sink.enricher.prune();
                     if node.is_some() {
-                        sink.prune_exited();
+                        sink.prune_exited(gone_threads);
                     }
                     tracer.kernel_counters(&mut sink.stats)?;
                     sink.write_stats()?;
                     last_stats = Instant::now();
                 }
                 if let Some(node) = node.as_mut() {
-                    for pid in node.tick(&mut tracer)? {
+                    for pid in node.tick(&mut tracer) {
                         sink.add_process(pid)?;
                     }
                     tracer.kernel_counters(&mut sink.stats)?;
@@ -560,6 +580,7 @@ async fn record_with(
                         user_queue_full: reader_counters.queue_full.load(Ordering::Relaxed),
                         malformed: reader_counters.malformed.load(Ordering::Relaxed),
                         export: sink.exporter.as_ref().map(LiveExporter::counters),
+                        export_unsent_at_exit: 0,
                         ring: ring_fill.as_ref(),
                     });
                 }
@@ -609,7 +630,6 @@ async fn record_with(
     }
     sink.stats.dropped_user_queue_full = reader_counters.queue_full.load(Ordering::Relaxed);
     sink.stats.malformed_events = reader_counters.malformed.load(Ordering::Relaxed);
-    drop(tracer);
     if progress {
         eprintln!();
     }
@@ -622,9 +642,29 @@ async fn record_with(
         w.finish(&end)?;
     }
     let export = match sink.exporter.take() {
-        Some(exporter) => Some(exporter.shutdown(EXPORT_FLUSH).await),
+        Some(exporter) => {
+            let counters = exporter.counters_handle();
+            let summary = exporter.shutdown(EXPORT_FLUSH).await;
+            // The final figures, for the last metrics export.
+            if let Some(node) = &node {
+                node.publish(
+                    &tracer,
+                    &LoopFigures {
+                        stats: &sink.stats,
+                        spanlets_by_kind: &sink.by_kind,
+                        user_queue_full: sink.stats.dropped_user_queue_full,
+                        malformed: sink.stats.malformed_events,
+                        export: Some(&counters),
+                        export_unsent_at_exit: summary.dropped_at_exit,
+                        ring: None,
+                    },
+                );
+            }
+            Some(summary)
+        }
         None => None,
     };
+    drop(tracer);
     if let Some(l) = &launched
         && command_status.is_none()
     {

@@ -347,6 +347,9 @@ pub struct ProcessInfo {
     /// The container it runs in, from its cgroup path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Its Kubernetes pod's uid, from its cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
 }
 
 /// A thread seen during the capture (written when first seen or renamed).

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use crate::{
     cgroup::{CgroupError, CgroupSel},
-    k8s::{PodCache, PodMeta, container_id_from_cgroup, pod_uid_from_cgroup},
-    loader::{LoadError, Tracer},
+    k8s::{PodCache, PodMeta},
+    loader::Tracer,
     procfs,
 };
 
@@ -161,9 +161,7 @@ impl Selection {
         if self.cgroups.iter().any(|c| c.contains(&lines)) {
             return true;
         }
-        let container = lines
-            .iter()
-            .find_map(|(.., path)| container_id_from_cgroup(path));
+        let (container, pod_uid) = procfs::container_and_pod(&lines);
         if let Some(id) = &container
             && self
                 .container_ids
@@ -175,16 +173,8 @@ impl Selection {
         let Some(pods) = pods.filter(|_| self.uses_k8s()) else {
             return false;
         };
-        let pod = container
-            .as_deref()
-            .and_then(|id| pods.by_container_id(id).map(|(pod, _)| pod))
-            .or_else(|| {
-                lines
-                    .iter()
-                    .find_map(|(.., path)| pod_uid_from_cgroup(path))
-                    .and_then(|uid| pods.by_pod_uid(&uid))
-            });
-        pod.is_some_and(|pod| self.pod_matches(&pod))
+        pods.lookup(container.as_deref(), pod_uid.as_deref())
+            .is_some_and(|(pod, _)| self.pod_matches(&pod))
     }
 }
 
@@ -195,6 +185,8 @@ pub struct Targets {
     pods: Option<PodCache>,
     /// PIDs this put in the set (forks the kernel followed are not here).
     added: HashSet<u32>,
+    /// Selected processes that could not join the set (it was full).
+    failed_adds: u64,
     own_pid: u32,
 }
 
@@ -204,6 +196,7 @@ impl Targets {
             selection,
             pods,
             added: HashSet::new(),
+            failed_adds: 0,
             own_pid: std::process::id(),
         }
     }
@@ -225,15 +218,32 @@ impl Targets {
             .collect()
     }
 
+    /// Puts a process in the set. A full set (more selected processes than
+    /// it holds) is counted and logged, not fatal: the agent traces what
+    /// fits and keeps running.
+    fn add(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
+        match tracer.add_pid(pid) {
+            Ok(()) => {
+                self.added.insert(pid);
+                true
+            }
+            Err(err) => {
+                self.failed_adds += 1;
+                if self.failed_adds.is_power_of_two() {
+                    tracing::warn!(pid, %err, failed = self.failed_adds, "a selected process is not traced");
+                }
+                false
+            }
+        }
+    }
+
     /// Adds a process the kernel saw exec, if selected and not traced yet;
     /// true when added.
-    pub fn on_exec(&mut self, pid: u32, tracer: &mut Tracer) -> Result<bool, LoadError> {
+    pub fn on_exec(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
         if tracer.has_pid(pid) || !self.wants(pid) {
-            return Ok(false);
+            return false;
         }
-        tracer.add_pid(pid)?;
-        self.added.insert(pid);
-        Ok(true)
+        self.add(pid, tracer)
     }
 
     /// Notes processes put in the set at load.
@@ -243,13 +253,15 @@ impl Targets {
 
     /// Brings the PID set in line with the selection: adds selected
     /// processes not traced yet (returned), drops exited ones from the
-    /// bookkeeping, and removes ones no longer selected.
-    pub fn rescan(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, LoadError> {
+    /// bookkeeping, and removes ones no longer selected, the kernel's
+    /// followed forks included.
+    pub fn rescan(&mut self, tracer: &mut Tracer) -> Vec<u32> {
         self.added.retain(|&pid| procfs::is_running(pid));
         let unwanted: Vec<u32> = self
             .added
             .iter()
             .copied()
+            .chain(tracer.followed_pids())
             .filter(|&pid| !self.wants(pid))
             .collect();
         for pid in unwanted {
@@ -258,27 +270,21 @@ impl Targets {
         }
         let mut new = Vec::new();
         for pid in self.scan() {
-            if !tracer.has_pid(pid) {
-                tracer.add_pid(pid)?;
-                self.added.insert(pid);
+            if !tracer.has_pid(pid) && self.add(pid, tracer) {
                 new.push(pid);
             }
         }
-        Ok(new)
+        new
     }
 
     /// A new selection (a reload): applied at once by [`Self::rescan`].
-    pub fn replace(
-        &mut self,
-        selection: Selection,
-        tracer: &mut Tracer,
-    ) -> Result<Vec<u32>, LoadError> {
+    pub fn replace(&mut self, selection: Selection, tracer: &mut Tracer) -> Vec<u32> {
         self.selection = selection;
         self.rescan(tracer)
     }
 
-    /// Processes in the PID set that this added and that still run.
-    pub fn traced(&self) -> usize {
-        self.added.len()
+    /// Selected processes that could not join the PID set.
+    pub fn failed_adds(&self) -> u64 {
+        self.failed_adds
     }
 }

@@ -959,10 +959,16 @@ pub struct GatedWorkload {
 impl GatedWorkload {
     /// Starts it and returns it with its first line, parsed.
     pub fn start<T: DeserializeOwned>(program: &str, args: &[&str]) -> (Self, T) {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::from_command(cmd)
+    }
+
+    /// The same for a prepared command (its stdin and stdout are piped).
+    pub fn from_command<T: DeserializeOwned>(mut cmd: Command) -> (Self, T) {
+        let program = format!("{cmd:?}");
         let mut child = Reaped(
-            Command::new(program)
-                .args(args)
-                .stdin(Stdio::piped())
+            cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),

@@ -47,7 +47,8 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
 }
 
 /// tp_btf/sched_process_fork(struct task_struct *parent, struct task_struct
-/// *child): a traced process's new processes are traced too, when asked.
+/// *child): a traced process's new processes are traced too, when asked,
+/// and (also with `trace_all`) inherit its thread-context slot.
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     try_sched_process_fork(&ctx);
@@ -56,9 +57,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_sched_process_fork(ctx: &BtfTracePointContext) {
-    if config::get().follow_forks == 0 {
-        return;
-    }
+    let cfg = config::get();
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
     let parent_tgid = regs::trusted_task_tgid(parent);
@@ -67,12 +66,18 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
         regs::trusted_task_tgid(child),
     );
     // A new thread shares its parent's tgid and is already covered.
-    if child_tid != child_tgid || !filter::followed(parent_tgid) {
+    if child_tid != child_tgid {
         return;
     }
-    if !filter::add_forked(child_tgid) {
-        counters::bump(agent_ebpf::Counter::PidsFull);
-        return;
+    // With `trace_all` every child is traced without joining the set.
+    if cfg.trace_all == 0 {
+        if cfg.follow_forks == 0 || !filter::followed(parent_tgid) {
+            return;
+        }
+        if !filter::add_forked(child_tgid) {
+            counters::bump(agent_ebpf::Counter::PidsFull);
+            return;
+        }
     }
     // Same program until it calls exec, so the same thread-context slot.
     // SAFETY: a pointer into a map value, valid for this program run.
@@ -153,8 +158,12 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     futex::on_exit(task);
     let _ = super::maps::LOCK_CALLS.remove(regs::trusted_task_tid(task.cast()));
     let tgid = regs::trusted_task_tgid(task.cast());
-    if filter::followed(tgid) && regs::task_group_dead(task as u64) {
-        filter::remove(tgid);
+    if regs::task_group_dead(task as u64) {
+        if filter::followed(tgid) {
+            filter::remove(tgid);
+        }
+        // Whether or not the process was in the set (with `trace_all` it
+        // is not): a later process reusing the tgid must not inherit it.
         let _ = THREAD_CTX.remove(tgid);
     }
     0

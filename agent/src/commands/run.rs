@@ -1,4 +1,4 @@
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use spanlet::{
@@ -15,6 +15,9 @@ use spanlet::{
 use tokio::sync::watch;
 
 use super::record::{live_otlp, print_summary};
+
+/// How long the last OTLP metrics export may take at exit.
+const LAST_METRICS: Duration = Duration::from_secs(5);
 
 pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
     let settings = RunSettings::new(&args)?;
@@ -80,9 +83,13 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         };
         let summary = record_node(opts, node).await;
         let _ = stop_tx.send(true);
-        // The last metrics go out within their export timeout.
+        // The last metrics, within the grace period a DaemonSet's pod has.
         if let Some(metrics) = metrics {
-            let _ = metrics.await;
+            let abort = metrics.abort_handle();
+            if tokio::time::timeout(LAST_METRICS, metrics).await.is_err() {
+                abort.abort();
+                tracing::warn!("the last metrics export did not finish within {LAST_METRICS:?}");
+            }
         }
         if let Some(server) = server {
             let _ = server.await;

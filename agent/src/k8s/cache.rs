@@ -74,6 +74,19 @@ impl PodCache {
         state.pods.get(uid).cloned()
     }
 
+    /// The pod of a process whose cgroup paths name this container and pod
+    /// (either may be missing), with the container's name when known.
+    pub fn lookup(
+        &self,
+        container_id: Option<&str>,
+        pod_uid: Option<&str>,
+    ) -> Option<(Arc<PodMeta>, Option<String>)> {
+        if let Some((pod, name)) = container_id.and_then(|id| self.by_container_id(id)) {
+            return Some((pod, Some(name)));
+        }
+        Some((self.by_pod_uid(pod_uid?)?, None))
+    }
+
     /// The pod a cgroup path belongs to, by container id first, then by pod
     /// uid (a container whose id the API has not reported yet, or the pod's
     /// own cgroup); with the container's name when known.

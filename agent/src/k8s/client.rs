@@ -11,6 +11,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+use crate::error_text::error_chain;
+
 use super::{
     K8sError,
     config::{InClusterConfig, Token, tls_config},
@@ -193,21 +195,6 @@ fn status_message(status: u16, body: &[u8]) -> String {
         };
     }
     message.trim().to_owned()
-}
-
-/// An error and its causes on one line (connection errors nest deeply).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cause = c.source();
-    }
-    parts.retain(|p| !p.is_empty());
-    parts.join(": ")
 }
 
 /// `value` for a URL query: everything but the unreserved characters

@@ -237,6 +237,12 @@ pub fn metrics_request(
         "Times the set of traced processes was chosen again.",
         s.selection_reloads,
     );
+    b.single_counter(
+        "spanlet.selection.reload_errors",
+        "{reload}",
+        "Reloads refused; the selection in force stayed.",
+        s.selection_reload_errors,
+    );
     if let Some(pods) = s.k8s_pods {
         b.gauge(
             "spanlet.k8s.pods",

@@ -131,6 +131,12 @@ pub fn render(s: &Snapshot) -> String {
         "Times the set of traced processes was chosen again.",
         s.selection_reloads,
     );
+    t.single(
+        "spanlet_selection_reload_errors_total",
+        Counter,
+        "Reloads refused; the selection in force stayed.",
+        s.selection_reload_errors,
+    );
     if let Some(pods) = s.k8s_pods {
         t.single("spanlet_k8s_pods", Gauge, "Pods known on this node.", pods);
     }

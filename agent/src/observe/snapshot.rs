@@ -48,6 +48,9 @@ pub struct Snapshot {
     pub probe_attach_failures: u64,
     /// Times the set of traced processes was chosen again.
     pub selection_reloads: u64,
+    /// Reloads refused (a config file that does not parse or names what
+    /// is not there); the selection in force stayed.
+    pub selection_reload_errors: u64,
     /// Gauge: pods known on this node; `None` outside a cluster, where the
     /// metric is left out rather than shown as zero.
     pub k8s_pods: Option<u64>,

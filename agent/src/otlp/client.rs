@@ -21,6 +21,8 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
+use crate::error_text::{causes, error_chain};
+
 use super::{
     mapping::Requests,
     settings::{Protocol, Settings, Tls},
@@ -358,25 +360,6 @@ fn grpc_error(endpoint: String, status: &tonic::Status) -> SendError {
             ),
         },
     }
-}
-
-/// An error and its causes on one line (connection errors nest deeply).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    causes(e.to_string(), e.source())
-}
-
-/// `first`, then each cause whose text is not already there.
-fn causes(first: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
-    let mut parts = vec![first];
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cause = c.source();
-    }
-    parts.retain(|p| !p.is_empty());
-    parts.join(": ")
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

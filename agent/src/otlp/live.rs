@@ -42,9 +42,13 @@ pub enum Item {
     Process(ProcessInfo),
     Thread(ThreadInfo),
     Spanlet(Box<Spanlet>),
-    /// The process exited: its names go once what is queued before this
-    /// is sent (a node agent sees processes come and go for weeks).
-    Forget(u32),
+    /// The process (`tid` None) or thread exited: its names go once what
+    /// is queued before this is sent (a node agent sees processes and
+    /// threads come and go for months).
+    Forget {
+        pid: u32,
+        tid: Option<u32>,
+    },
 }
 
 /// Export figures, readable while running.
@@ -90,15 +94,49 @@ struct NameTable {
     processes: BTreeMap<u32, ProcessInfo>,
     /// (pid, tid) -> name and namespace tid.
     threads: BTreeMap<(u32, u32), (String, Option<u32>)>,
-    /// Exited processes, forgotten after the batch in hand is sent.
-    forget: Vec<u32>,
+    /// Exited processes and threads, forgotten once the batch in hand (which
+    /// may hold their spanlets) is sent.
+    forget: Vec<(u32, Option<u32>)>,
 }
 
 impl NameTable {
+    fn forget_now(&mut self, pid: u32, tid: Option<u32>) {
+        match tid {
+            Some(tid) => {
+                self.threads.remove(&(pid, tid));
+            }
+            None => {
+                self.processes.remove(&pid);
+                let tids: Vec<(u32, u32)> = self
+                    .threads
+                    .range((pid, 0)..=(pid, u32::MAX))
+                    .map(|(&k, _)| k)
+                    .collect();
+                for key in tids {
+                    self.threads.remove(&key);
+                }
+            }
+        }
+    }
+
     fn forget_exited(&mut self) {
-        for pid in std::mem::take(&mut self.forget) {
-            self.processes.remove(&pid);
-            self.threads.retain(|&(p, _), _| p != pid);
+        for (pid, tid) in std::mem::take(&mut self.forget) {
+            self.forget_now(pid, tid);
+        }
+    }
+
+    /// A process (or thread) is named again: a reused PID. What was to be
+    /// forgotten of the old one goes now, before the new names arrive.
+    fn renamed(&mut self, pid: u32, tid: Option<u32>) {
+        let due: Vec<(u32, Option<u32>)> = self
+            .forget
+            .iter()
+            .copied()
+            .filter(|&(p, t)| p == pid && (t.is_none() || t == tid))
+            .collect();
+        self.forget.retain(|f| !due.contains(f));
+        for (p, t) in due {
+            self.forget_now(p, t);
         }
     }
 }
@@ -141,20 +179,28 @@ impl LiveExporter {
         Self { tx, counters, task }
     }
 
-    /// Queues an item; never waits. A spanlet that does not fit is counted.
-    pub fn offer(&self, item: Item) {
+    /// Queues an item; never waits. A spanlet that does not fit is counted;
+    /// false when the item did not fit.
+    pub fn offer(&self, item: Item) -> bool {
         let is_spanlet = matches!(item, Item::Spanlet(_));
-        let counter = match self.tx.try_send(item) {
-            Ok(()) => &self.counters.queued,
-            Err(_) => &self.counters.dropped_queue_full,
+        let accepted = self.tx.try_send(item).is_ok();
+        let counter = match accepted {
+            true => &self.counters.queued,
+            false => &self.counters.dropped_queue_full,
         };
         if is_spanlet {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        accepted
     }
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The counters, readable after [`Self::shutdown`] too.
+    pub fn counters_handle(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// Sends what is queued, for at most `deadline`; what is left then is
@@ -245,12 +291,17 @@ async fn fill(
         match next {
             None => return false,
             Some(Item::Process(p)) => {
+                names.renamed(p.pid, None);
                 names.processes.insert(p.pid, p);
             }
             Some(Item::Thread(t)) => {
+                names.renamed(t.pid, Some(t.tid));
                 names.threads.insert((t.pid, t.tid), (t.name, t.ns_tid));
             }
-            Some(Item::Forget(pid)) => names.forget.push(pid),
+            // Nothing in hand can need the names: forget at once (an idle
+            // node never fills a batch).
+            Some(Item::Forget { pid, tid }) if batch.is_empty() => names.forget_now(pid, tid),
+            Some(Item::Forget { pid, tid }) => names.forget.push((pid, tid)),
             Some(Item::Spanlet(s)) => {
                 batch.push(*s);
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);

@@ -192,14 +192,9 @@ fn resource(pid: u32, settings: &ResourceSettings, process: Option<&ProcessInfo>
     }
     if let Some(k8s) = &settings.k8s {
         attrs.push(string("k8s.node.name", k8s.node_name.clone()));
-        let by_container = process
-            .and_then(|p| p.container_id.as_deref())
-            .and_then(|id| k8s.pods.by_container_id(id))
-            .map(|(pod, name)| (pod, Some(name)));
-        let pod = by_container.or_else(|| {
-            process
-                .and_then(|p| p.cgroup.as_deref())
-                .and_then(|cgroup| k8s.pods.by_cgroup(cgroup))
+        let pod = process.and_then(|p| {
+            k8s.pods
+                .lookup(p.container_id.as_deref(), p.pod_uid.as_deref())
         });
         if let Some((pod, container)) = pod {
             let pod_attrs = pod.attributes(container.as_deref());
