@@ -13,8 +13,14 @@ pub struct CgroupSel {
     /// Which line of /proc/PID/cgroup to compare: `None` for cgroup v2 (the
     /// `0::` line), else a v1 controller or `name=` of that hierarchy.
     pub controller: Option<String>,
-    /// The path as /proc/PID/cgroup writes it, e.g. `/kubepods.slice/x`.
+    /// The path as /proc/PID/cgroup writes it, e.g. `/kubepods.slice/x`;
+    /// with `ns_base`, relative to the cgroup v2 mount's root instead.
     pub path: String,
+    /// When the agent runs in a cgroup namespace of its own (a pod's, on
+    /// cgroup v2), /proc/PID/cgroup shows other processes' cgroups relative
+    /// to the agent's (`/../../kubepods.slice/…`): this is the agent's own
+    /// cgroup relative to the mount's root, against which they are resolved.
+    pub ns_base: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +126,19 @@ impl CgroupSel {
             if !is_dir(path) {
                 return Err(not_found());
             }
+            // A mount whose root lies above the agent's cgroup namespace.
+            let ns_base = match (&mount.controller, mount.root.starts_with("/..")) {
+                (None, true) => Some(own_cgroup_under(&mount.point).ok_or_else(not_found)?),
+                _ => None,
+            };
             return Ok(Self {
                 given: given.to_owned(),
                 controller: mount.controller.clone(),
-                path: join(&mount.root, rest),
+                path: match ns_base {
+                    Some(_) => join("", rest),
+                    None => join(&mount.root, rest),
+                },
+                ns_base,
             });
         }
         // Else a cgroup v2 path as /proc/PID/cgroup shows it.
@@ -147,6 +162,7 @@ impl CgroupSel {
             given: given.to_owned(),
             controller: None,
             path: join("", rel),
+            ns_base: None,
         })
     }
 
@@ -158,9 +174,57 @@ impl CgroupSel {
                 None => id == "0",
                 Some(c) => controllers == c,
             };
-            same_hierarchy && under(path, &self.path)
+            same_hierarchy
+                && match &self.ns_base {
+                    Some(base) => under(&resolve(base, path), &self.path),
+                    None => under(path, &self.path),
+                }
         })
     }
+}
+
+/// `path` (which may climb with `..`) taken from `base`, as a plain path.
+fn resolve(base: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The agent's own cgroup as a path below the mount at `point`: the
+/// directory whose `cgroup.procs` lists the agent (a bounded walk, once
+/// per `--cgroup` at start or reload).
+fn own_cgroup_under(point: &Path) -> Option<String> {
+    const MAX_DIRS: usize = 200_000;
+    let own = std::process::id().to_string();
+    let mut queue = std::collections::VecDeque::from([point.to_path_buf()]);
+    let mut seen = 0;
+    while let Some(dir) = queue.pop_front() {
+        seen += 1;
+        if seen > MAX_DIRS {
+            return None;
+        }
+        if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.lines().any(|l| l == own)) {
+            let rest = dir.strip_prefix(point).ok()?;
+            return Some(join("", rest));
+        }
+        if let Ok(entries) = fs::read_dir(&dir) {
+            queue.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    None
 }
 
 /// Whether cgroup `path` is `dir` or below it.
@@ -233,6 +297,7 @@ mod tests {
             given: String::new(),
             controller: None,
             path: "/app".into(),
+            ns_base: None,
         };
         assert!(sel.contains(&lines(&[("0", "", "/app")])));
         assert!(sel.contains(&lines(&[("0", "", "/app/worker")])));
@@ -243,5 +308,22 @@ mod tests {
             ..sel
         };
         assert!(mem.contains(&lines(&[("0", "", "/"), ("4", "memory", "/app/x")])));
+    }
+
+    #[test]
+    fn resolves_paths_seen_from_inside_a_cgroup_namespace() {
+        // The agent in /kubepods/pod1/agent, its namespace rooted there.
+        let sel = CgroupSel {
+            given: String::new(),
+            controller: None,
+            path: "/kubepods/pod2".into(),
+            ns_base: Some("/kubepods/pod1/agent".into()),
+        };
+        assert!(sel.contains(&lines(&[("0", "", "/../../pod2/app")])));
+        assert!(sel.contains(&lines(&[("0", "", "/../../pod2")])));
+        assert!(!sel.contains(&lines(&[("0", "", "/../../pod3")])));
+        assert!(!sel.contains(&lines(&[("0", "", "/")])));
+        assert_eq!(resolve("/a/b", "/../../c/./d"), "/c/d");
+        assert_eq!(resolve("/a", "/../.."), "/");
     }
 }

@@ -31,8 +31,13 @@ const CAP_SYS_ADMIN: u64 = 1 << 21;
 
 /// `spanlet run ARGS` exporting to `rotel` over gRPC, metrics on `port`.
 fn start_agent(args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
+    start_agent_with(Command::new(spanlet_bin()), args, rotel, port)
+}
+
+/// The same, from `command` (spanlet, or something that execs it).
+fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
     let mut agent = Reaped(
-        Command::new(spanlet_bin())
+        command
             .arg("run")
             .args(args)
             .args([
@@ -688,4 +693,83 @@ fn run_reads_thread_context_after_dropping_capabilities() {
         without.trace_id.chars().all(|c| c == '0'),
         "the last waiter publishes none: {without:?}"
     );
+}
+
+/// The agent in a pod-like cgroup namespace of its own, where
+/// /proc/PID/cgroup shows other processes' cgroups relative to its own
+/// (`/../cri-containerd-….scope`): `--cgroup` must still select the right
+/// ones. The agent's cgroup and the selected one share a parent below the
+/// root, as pods under `kubepods.slice` do, so paths relative to the
+/// namespace and to the mount differ.
+#[test]
+fn run_selects_a_cgroup_from_inside_its_own_cgroup_namespace() {
+    let _serial = kernel_test_lock();
+    if !kernel_ready() {
+        return;
+    }
+    let Some(rotel) = Rotel::start() else {
+        return;
+    };
+    let pod = TestCgroup::new("pods");
+    let (home, other) = (pod.parent.join("agent"), pod.parent.join("other"));
+    for dir in [&home, &other] {
+        std::fs::create_dir_all(dir).expect("cgroup");
+    }
+    let in_cgroup = |dir: &Path, program: &str, args: &[&str]| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+            .arg(dir)
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        cmd
+    };
+    let mut wrapper = Command::new("/bin/sh");
+    wrapper
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec unshare --cgroup "$@""#)
+        .arg(&home)
+        .arg(spanlet_bin());
+    let port = free_port();
+    let selected = pod.leaf.display().to_string();
+    let agent = start_agent_with(wrapper, &["--cgroup", &selected], &rotel, port);
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).expect("cgroup ns");
+    assert_ne!(
+        ns(&agent.0.id().to_string()),
+        ns("self"),
+        "the agent is in a cgroup namespace of its own"
+    );
+
+    let traced = Background::from_command(pod.command(C_MUTEX, &["10", "30"]));
+    let untraced = Background::from_command(in_cgroup(&other, C_MUTEX, &["10", "30"]));
+    let traced_pid = traced.pid();
+    for w in [traced, untraced] {
+        let (status, _) = w.wait(Duration::from_secs(30));
+        assert!(status.success());
+    }
+    let waits = wait_for_metric(
+        port,
+        "spanlet_spanlets_total{kind=\"mutex_wait\"}",
+        Duration::from_secs(10),
+        |v| v >= 3.0 * 8.0,
+    );
+    let exported = wait_for_metric(
+        port,
+        "spanlet_exported_spanlets_total",
+        Duration::from_secs(10),
+        |v| v >= waits,
+    );
+    let got = rotel.received(exported as usize, 0);
+    stop_agent(agent);
+    for dir in [&home, &other] {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let pids: BTreeSet<String> = got
+        .logs
+        .iter()
+        .filter_map(|l| got.resources[l.resource].get("process.pid").cloned())
+        .collect();
+    assert_eq!(pids, BTreeSet::from([format!("Int({traced_pid})")]));
 }
