@@ -559,12 +559,16 @@ async fn record_with(
                 if launched.is_none() && alive.is_empty() && !stays {
                     break "all traced processes exited".to_owned();
                 }
-                if last_stats.elapsed() >= STATS_EVERY {
+                let stats_due = last_stats.elapsed() >= STATS_EVERY;
+                // The node agent publishes its figures every tick.
+                if stats_due || node.is_some() {
+                    tracer.kernel_counters(&mut sink.stats)?;
+                }
+                if stats_due {
                     let gone_threads = sink.enricher.prune();
                     if node.is_some() {
                         sink.prune_exited(gone_threads);
                     }
-                    tracer.kernel_counters(&mut sink.stats)?;
                     sink.write_stats()?;
                     last_stats = Instant::now();
                 }
@@ -572,7 +576,6 @@ async fn record_with(
                     for pid in node.tick(&mut tracer) {
                         sink.add_process(pid)?;
                     }
-                    tracer.kernel_counters(&mut sink.stats)?;
                     node.set_ready(true);
                     node.publish(&tracer, &LoopFigures {
                         stats: &sink.stats,
