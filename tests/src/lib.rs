@@ -905,6 +905,29 @@ pub fn text(v: &Option<Value>) -> Option<String> {
 /// A child killed and reaped when the test ends, however it ends.
 pub struct Reaped(pub Child);
 
+impl Reaped {
+    /// Waits for it to exit, at most `within` (panicking with `what`
+    /// otherwise), and returns its status and its piped stderr.
+    pub fn exit_within(&mut self, within: Duration, what: &str) -> (ExitStatus, String) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().expect("poll child") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{what} within {within:?}");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        self.0
+            .stderr
+            .take()
+            .expect("stderr piped")
+            .read_to_string(&mut stderr)
+            .expect("read stderr");
+        (status, stderr)
+    }
+}
+
 impl Drop for Reaped {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -48,19 +48,24 @@ impl TestCgroup {
         Self { parent, leaf }
     }
 
-    /// `sh -c 'move into the cgroup; exec PROGRAM ARGS'`, so the program
-    /// starts (execs) inside it.
+    /// `PROGRAM ARGS`, started (exec'd) inside the leaf cgroup.
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
-            .arg(&self.leaf)
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        cmd
+        in_cgroup(&self.leaf, program, args)
     }
+}
+
+/// `sh -c 'move into cgroup DIR; exec PROGRAM ARGS'`, so the program
+/// starts (execs) inside it.
+pub fn in_cgroup(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+        .arg(dir)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    cmd
 }
 
 impl Drop for TestCgroup {

@@ -11,15 +11,15 @@ use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spanlet_tests::{
     Background, C_MUTEX, GateTids, GatedWorkload, Reaped,
-    collector::Rotel,
+    collector::{Received, Rotel},
     kernel_ready, kernel_test_lock,
     node::{
-        CONTAINER_ID, TestCgroup, http_get, metric, only_child, thread_caps, wait_for_metric,
-        wait_ready,
+        CONTAINER_ID, TestCgroup, http_get, in_cgroup, metric, only_child, thread_caps,
+        wait_for_metric, wait_ready,
     },
     spanlet_bin,
 };
@@ -68,25 +68,10 @@ fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port: u1
 fn stop_agent(mut agent: Reaped) -> String {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = agent.0.try_wait().expect("poll spanlet") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "spanlet run did not exit within 15 s of SIGTERM"
-        );
-        sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    agent
-        .0
-        .stderr
-        .take()
-        .expect("stderr piped")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let (status, stderr) = agent.exit_within(
+        Duration::from_secs(15),
+        "spanlet run did not exit after SIGTERM",
+    );
     assert!(status.success(), "spanlet run failed ({status}):\n{stderr}");
     assert!(stderr.contains("(terminated (SIGTERM))"), "{stderr}");
     stderr
@@ -94,6 +79,32 @@ fn stop_agent(mut agent: Reaped) -> String {
 
 fn free_port() -> u16 {
     Rotel::free_ports().0
+}
+
+/// What `rotel` received once the agent on `port` recorded at least
+/// `mutex_waits` mutex waits and exported as many spanlets.
+fn received_after(rotel: &Rotel, port: u16, mutex_waits: f64) -> Received {
+    let waits = wait_for_metric(
+        port,
+        "spanlet_spanlets_total{kind=\"mutex_wait\"}",
+        Duration::from_secs(10),
+        |v| v >= mutex_waits,
+    );
+    let exported = wait_for_metric(
+        port,
+        "spanlet_exported_spanlets_total",
+        Duration::from_secs(10),
+        |v| v >= waits,
+    );
+    rotel.received(exported as usize, 0)
+}
+
+/// The `process.pid` resource attributes of every log record, as printed.
+fn logged_pids(got: &Received) -> BTreeSet<String> {
+    got.logs
+        .iter()
+        .filter_map(|l| got.resources[l.resource].get("process.pid").cloned())
+        .collect()
 }
 
 #[test]
@@ -153,19 +164,7 @@ fn run_traces_new_processes_of_a_cgroup_including_a_pid_namespace_and_not_others
         assert!(status.success());
     }
     // Three waiters a round in each traced process.
-    let waits = wait_for_metric(
-        port,
-        "spanlet_spanlets_total{kind=\"mutex_wait\"}",
-        Duration::from_secs(10),
-        |v| v >= 2.0 * 3.0 * 8.0,
-    );
-    let exported = wait_for_metric(
-        port,
-        "spanlet_exported_spanlets_total",
-        Duration::from_secs(10),
-        |v| v >= waits,
-    );
-    let got = rotel.received(exported as usize, 0);
+    let got = received_after(&rotel, port, 2.0 * 3.0 * 8.0);
     let stderr = stop_agent(agent);
 
     let mut pids = BTreeSet::new();
@@ -521,13 +520,7 @@ fn run_selects_pods_by_namespace_and_label_and_names_them() {
         let (status, _) = w.wait(Duration::from_secs(30));
         assert!(status.success());
     }
-    let exported = wait_for_metric(
-        port,
-        "spanlet_exported_spanlets_total",
-        Duration::from_secs(10),
-        |v| v >= 3.0 * 8.0,
-    );
-    let got = rotel.received(exported as usize, 0);
+    let got = received_after(&rotel, port, 3.0 * 8.0);
     stop_agent(agent);
     drop(api.server);
 
@@ -581,18 +574,7 @@ fn run_all_traces_every_process_but_itself() {
     let pid = workload.pid();
     let (status, _) = workload.wait(Duration::from_secs(30));
     assert!(status.success());
-    wait_for_metric(
-        port,
-        "spanlet_spanlets_total{kind=\"mutex_wait\"}",
-        Duration::from_secs(10),
-        |v| v >= 3.0 * 8.0,
-    );
-    let exported = wait_for_metric(
-        port,
-        "spanlet_exported_spanlets_total",
-        Duration::from_secs(10),
-        |v| v >= 3.0 * 8.0,
-    );
+    let got = received_after(&rotel, port, 3.0 * 8.0);
     // Every process on the machine but the agent: dozens even on a
     // fresh CI machine.
     let traced = wait_for_metric(
@@ -601,14 +583,9 @@ fn run_all_traces_every_process_but_itself() {
         Duration::from_secs(5),
         |v| v >= 10.0,
     );
-    let got = rotel.received(exported as usize, 0);
     let agent_pid = agent.0.id();
     stop_agent(agent);
-    let pids: BTreeSet<String> = got
-        .logs
-        .iter()
-        .filter_map(|l| got.resources[l.resource].get("process.pid").cloned())
-        .collect();
+    let pids = logged_pids(&got);
     assert!(
         pids.contains(&format!("Int({pid})")),
         "the workload: {pids:?}"
@@ -715,23 +692,12 @@ fn run_selects_a_cgroup_from_inside_its_own_cgroup_namespace() {
     for dir in [&home, &other] {
         std::fs::create_dir_all(dir).expect("cgroup");
     }
-    let in_cgroup = |dir: &Path, program: &str, args: &[&str]| {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
-            .arg(dir)
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        cmd
-    };
-    let mut wrapper = Command::new("/bin/sh");
-    wrapper
-        .arg("-c")
-        .arg(r#"echo $$ > "$0/cgroup.procs" && exec unshare --cgroup "$@""#)
-        .arg(&home)
-        .arg(spanlet_bin());
+    let spanlet = spanlet_bin();
+    let wrapper = in_cgroup(
+        &home,
+        "unshare",
+        &["--cgroup", spanlet.to_str().expect("utf-8")],
+    );
     let port = free_port();
     let selected = pod.leaf.display().to_string();
     let agent = start_agent_with(wrapper, &["--cgroup", &selected], &rotel, port);
@@ -749,27 +715,11 @@ fn run_selects_a_cgroup_from_inside_its_own_cgroup_namespace() {
         let (status, _) = w.wait(Duration::from_secs(30));
         assert!(status.success());
     }
-    let waits = wait_for_metric(
-        port,
-        "spanlet_spanlets_total{kind=\"mutex_wait\"}",
-        Duration::from_secs(10),
-        |v| v >= 3.0 * 8.0,
-    );
-    let exported = wait_for_metric(
-        port,
-        "spanlet_exported_spanlets_total",
-        Duration::from_secs(10),
-        |v| v >= waits,
-    );
-    let got = rotel.received(exported as usize, 0);
+    let got = received_after(&rotel, port, 3.0 * 8.0);
     stop_agent(agent);
     for dir in [&home, &other] {
         let _ = std::fs::remove_dir(dir);
     }
-    let pids: BTreeSet<String> = got
-        .logs
-        .iter()
-        .filter_map(|l| got.resources[l.resource].get("process.pid").cloned())
-        .collect();
+    let pids = logged_pids(&got);
     assert_eq!(pids, BTreeSet::from([format!("Int({traced_pid})")]));
 }

@@ -6,10 +6,9 @@
 //!
 //! Needs root and eBPF, and rotel (`cargo xtask setup` installs it).
 
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spanlet_tests::{
     Background, Reaped, collector::Received, collector::Rotel, kernel_ready, kernel_test_lock,
@@ -63,25 +62,10 @@ fn run_survives_a_collector_that_is_down_killed_and_restarted() {
     sleep(Duration::from_millis(1500));
     let second = Rotel::start_on(grpc, http).expect("rotel was there a moment ago");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = agent.0.try_wait().expect("poll spanlet") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spanlet run did not end with its process"
-        );
-        sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    agent
-        .0
-        .stderr
-        .take()
-        .expect("stderr piped")
-        .read_to_string(&mut stderr)
-        .expect("spanlet's stderr");
+    let (status, stderr) = agent.exit_within(
+        Duration::from_secs(60),
+        "spanlet run did not end with its process",
+    );
     assert!(status.success(), "spanlet run failed ({status}):\n{stderr}");
     assert!(
         stderr.contains("all traced processes exited"),
