@@ -96,15 +96,40 @@ impl<'a> Line<'a> {
 /// Writes every spanlet of `capture` as one JSON object per line and returns
 /// the number of lines. Output is buffered here, so `out` may be unbuffered.
 pub fn write_jsonl(capture: &Capture, out: &mut impl Write) -> io::Result<u64> {
-    let mut out = BufWriter::new(out);
-    let mut lines = 0;
+    let mut out = JsonlWriter::new(out);
     for s in &capture.spanlets {
-        serde_json::to_writer(&mut out, &Line::new(s))?;
-        out.write_all(b"\n")?;
-        lines += 1;
+        out.write(s)?;
     }
-    out.flush()?;
-    Ok(lines)
+    out.finish()
+}
+
+/// Writes spanlets one at a time as JSON Lines, so an export streams a
+/// capture of any size in bounded memory.
+pub struct JsonlWriter<W: Write> {
+    out: BufWriter<W>,
+    lines: u64,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out: BufWriter::new(out),
+            lines: 0,
+        }
+    }
+
+    pub fn write(&mut self, spanlet: &Spanlet) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &Line::new(spanlet))?;
+        self.out.write_all(b"\n")?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Flushes and returns the number of lines written.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.out.flush()?;
+        Ok(self.lines)
+    }
 }
 
 /// Lowercase hex of an id (trace or span).

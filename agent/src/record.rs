@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{CaptureError, CaptureWriter, FORMAT_VERSION, spanlet_field_names},
+    capture::{CaptureError, CaptureWriter, FORMAT_VERSION, PrivateFile, spanlet_field_names},
     clock::EpochClock,
     decode::RawEvent,
     enrich::{Enricher, Procfs},
@@ -405,38 +405,25 @@ async fn record_with(
     }
     opts.pids = resolve_pids(&opts.pids)?;
     // Privileges first, then the output, before touching the kernel or the
-    // command. The check must not truncate an existing capture: a failed
-    // run leaves it as it was.
+    // command. The capture goes to a new private file that replaces the
+    // output path only once recording starts, so a failed run leaves an
+    // existing capture as it was (see `capture::PrivateFile`).
     crate::caps::check().map_err(LoadError::from)?;
-    let output_existed = match &opts.output {
-        Some(output) => {
-            let existed = output.exists();
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(output)
-                .map_err(|source| RecordError::Output {
-                    path: output.display().to_string(),
-                    source,
-                })?;
-            existed
-        }
-        None => true,
+    let output_file = match &opts.output {
+        Some(output) => Some(PrivateFile::create(output).map_err(|source| {
+            RecordError::Output {
+                path: output.display().to_string(),
+                source,
+            }
+        })?),
+        None => None,
     };
     // Bad OTLP settings are an error before anything starts.
     let sender = match &opts.otlp {
         Some(otlp) => Some(Sender::new(otlp.settings.clone())?),
         None => None,
     };
-    let (mut tracer, ring, mut launched) = match start(&opts, node.as_mut()) {
-        Ok(started) => started,
-        Err(err) => {
-            if let (false, Some(output)) = (output_existed, &opts.output) {
-                let _ = std::fs::remove_file(output);
-            }
-            return Err(err);
-        }
-    };
+    let (mut tracer, ring, mut launched) = start(&opts, node.as_mut())?;
     let mut pids = opts.pids.clone();
     pids.extend(launched.as_ref().map(|l| l.pid));
 
@@ -454,10 +441,9 @@ async fn record_with(
         spanlet_fields: spanlet_field_names(),
     };
     let mut sink = Sink {
-        writer: match &opts.output {
-            Some(output) => Some(CaptureWriter::create(output, &meta)?),
-            None => None,
-        },
+        writer: output_file
+            .map(|file| CaptureWriter::start(file, &meta))
+            .transpose()?,
         exporter: sender
             .zip(opts.otlp.as_ref())
             .map(|(sender, otlp)| LiveExporter::start(sender, otlp.resource.clone())),

@@ -10,16 +10,21 @@
 
 mod codec;
 mod error;
+mod integrity;
+mod output;
 mod reader;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod window;
 mod writer;
 
 pub use codec::spanlet_field_names;
 pub use error::CaptureError;
+pub use integrity::{Integrity, OFFSETS_KEPT};
 pub use reader::{Capture, CaptureReader, DamagedTail, Record, TailDamage};
+pub use output::{PRIVATE_MODE, PrivateFile};
 pub use writer::CaptureWriter;
 
 /// First bytes of every capture file; the NUL keeps it from reading as text.

@@ -5,17 +5,19 @@ use std::{
     collections::BTreeMap,
     fmt,
     fs::File,
-    io::{self, BufReader, Read},
+    io::Read,
     path::{Path, PathBuf},
 };
 
 use serde::de::DeserializeOwned;
 
 use super::{
-    CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, RECORD_HEADER_LEN,
-    codec, record_crc, record_type,
+    CaptureError, FORMAT_VERSION, Integrity, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION,
+    RECORD_HEADER_LEN, codec, record_crc, record_type, window::Window,
 };
-use crate::spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
+use crate::spanlet::{
+    CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,
+};
 
 /// One record after the metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,70 +61,63 @@ pub struct DamagedTail {
     pub damage: TailDamage,
 }
 
-/// Payloads up to this length are read in one go into a buffer of their
-/// stated length; longer ones grow the buffer only as data actually arrives,
-/// so a corrupt length cannot make the reader allocate much.
-const EAGER_PAYLOAD_LEN: usize = 64 * 1024;
+/// Bytes scanned at a time for the next intact record after damage.
+const SCAN_BLOCK: usize = 64 * 1024;
 
-/// Bytes a spanlet record typically takes in a file (header, payload with
-/// a thread name, a waker and no span context), for sizing the spanlet list.
-const TYPICAL_SPANLET_RECORD_LEN: u64 = 100;
-
-/// Outcome of reading one framed record.
-enum Raw {
-    /// A complete record with a valid CRC; the payload is in `payload`.
-    Record(u8),
-    /// The file ends cleanly on a record boundary.
+/// What starts at the reader's position.
+enum Frame {
+    /// An intact record (length and checksum agree) of this type and
+    /// payload length.
+    Intact { ty: u8, len: usize },
+    /// The input ends cleanly here.
     Eof,
-    /// Reading stopped at damage; `tail` says where.
+    /// No intact record starts here.
     Damaged(TailDamage),
 }
 
-/// Streams the records of a capture so that large files need not fit in memory.
+/// Streams the records of a capture so that large files need not fit in
+/// memory: memory stays bounded by the largest record, whatever the file's
+/// size or its length fields say.
 ///
-/// A damaged tail ends the stream without an error (see [`damaged_tail`]);
-/// a record that passes its checksum but does not decode is an error, since no
-/// crash produces it.
+/// Damage does not end the stream: the reader skips to the next intact
+/// record and counts what it skipped (see [`integrity`]); damage that runs
+/// to the end of the file is the damaged tail a crash leaves (see
+/// [`damaged_tail`]). A record that passes its checksum but does not decode
+/// is an error, since no crash produces it.
 ///
+/// [`integrity`]: CaptureReader::integrity
 /// [`damaged_tail`]: CaptureReader::damaged_tail
-pub struct CaptureReader<R = BufReader<File>> {
+pub struct CaptureReader<R = File> {
     path: PathBuf,
-    input: R,
+    window: Window<R>,
     meta: CaptureMeta,
-    /// Offset of the next unread byte.
-    offset: u64,
-    /// Offset of the record in `payload`, for error messages.
-    record_offset: u64,
-    payload: Vec<u8>,
     /// The file's format version, from its header.
     version: u32,
     done: bool,
     tail: Option<DamagedTail>,
-    skipped_records: u64,
+    integrity: Integrity,
 }
 
-impl CaptureReader<BufReader<File>> {
+impl CaptureReader<File> {
     /// Opens `path` and reads its header and metadata.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let file = File::open(path).map_err(CaptureError::io(path))?;
-        Self::from_reader(BufReader::with_capacity(256 * 1024, file), path)
+        Self::from_reader(file, path)
     }
 }
 
 impl<R: Read> CaptureReader<R> {
     /// Reads a capture from any byte source; `path` only names it in errors.
+    /// The reader does its own buffering.
     pub fn from_reader(input: R, path: impl Into<PathBuf>) -> Result<Self, CaptureError> {
         let mut reader = Self {
             path: path.into(),
-            input,
+            window: Window::new(input),
             meta: placeholder_meta(),
-            offset: 0,
-            record_offset: 0,
-            payload: Vec::with_capacity(256),
             version: FORMAT_VERSION,
             done: false,
             tail: None,
-            skipped_records: 0,
+            integrity: Integrity::default(),
         };
         reader.read_header()?;
         reader.meta = reader.read_meta()?;
@@ -137,54 +132,71 @@ impl<R: Read> CaptureReader<R> {
         &self.meta
     }
 
-    /// Set once reading stopped at a damaged tail.
+    /// Set once reading reached a damaged tail.
     pub fn damaged_tail(&self) -> Option<&DamagedTail> {
         self.tail.as_ref()
     }
 
-    /// Records of types this build does not know, skipped so far.
-    pub fn skipped_records(&self) -> u64 {
-        self.skipped_records
+    /// What was skipped or is missing, so far.
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
     }
 
-    /// The next record, or `None` at the end of the file or at a damaged tail.
+    /// The next record, or `None` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
         while !self.done {
-            let ty = match self.read_raw()? {
-                Raw::Record(ty) => ty,
-                Raw::Eof | Raw::Damaged(_) => {
-                    self.done = true;
-                    break;
-                }
-            };
-            let record = match ty {
-                record_type::META => Err(self.malformed(ty, "a second metadata record".into())),
-                record_type::PROCESS => self.json(ty).map(Record::Process),
-                record_type::THREAD => self.json(ty).map(Record::Thread),
-                record_type::SPANLET => {
-                    codec::decode_spanlet(self.meta.format_version, &self.payload)
-                        .map(Record::Spanlet)
-                        .map_err(|e| self.malformed(ty, e.to_string()))
-                }
-                record_type::STATS => self.json(ty).map(Record::Stats),
-                record_type::END => self.json(ty).map(Record::End),
-                _ => {
-                    self.skipped_records += 1;
+            let (ty, len) = match self.frame()? {
+                Frame::Intact { ty, len } => (ty, len),
+                Frame::Eof => break,
+                Frame::Damaged(damage) => {
+                    self.skip_damage(damage)?;
                     continue;
                 }
             };
-            if record.is_err() {
-                self.done = true;
+            let offset = self.window.offset();
+            let payload = self
+                .window
+                .bytes()
+                .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)
+                .unwrap_or_default();
+            let decoded = decode(ty, self.version, payload);
+            self.window.consume(RECORD_HEADER_LEN + len);
+            match decoded {
+                Ok(Some(record)) => {
+                    self.count(&record);
+                    return Ok(Some(record));
+                }
+                Ok(None) => self.integrity.unknown_records += 1,
+                Err(reason) => {
+                    self.done = true;
+                    return Err(CaptureError::Malformed {
+                        path: self.path.clone(),
+                        offset,
+                        record_type: ty,
+                        reason,
+                    });
+                }
             }
-            return record.map(Some);
         }
+        self.done = true;
         Ok(None)
     }
 
+    fn count(&mut self, record: &Record) {
+        match record {
+            Record::Spanlet(_) => self.integrity.spanlets_read += 1,
+            Record::Stats(stats) => {
+                self.integrity.stats_spanlets = Some(stats.spanlets);
+                self.integrity.spanlets_read_before_stats = self.integrity.spanlets_read;
+            }
+            _ => {}
+        }
+    }
+
     fn read_header(&mut self) -> Result<(), CaptureError> {
-        let mut header = [0u8; MAGIC.len() + 4];
-        let n = self.read_full(&mut header)?;
-        let got = header.get(..n).unwrap_or_default();
+        const LEN: usize = MAGIC.len() + 4;
+        let n = self.window.fill(LEN).map_err(CaptureError::io(&self.path))?;
+        let got = self.window.bytes();
         if n == 0 {
             return Err(CaptureError::Empty {
                 path: self.path.clone(),
@@ -195,9 +207,8 @@ impl<R: Read> CaptureReader<R> {
                 path: self.path.clone(),
             });
         }
-        let (_, version) = header.split_at(MAGIC.len());
-        let version = match <[u8; 4]>::try_from(version) {
-            Ok(bytes) if n == header.len() => u32::from_le_bytes(bytes),
+        let version = match got.get(MAGIC.len()..LEN).map(<[u8; 4]>::try_from) {
+            Some(Ok(bytes)) => u32::from_le_bytes(bytes),
             _ => return Err(self.invalid_meta("the file ends inside its header".into())),
         };
         if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
@@ -207,23 +218,33 @@ impl<R: Read> CaptureReader<R> {
                 supported: FORMAT_VERSION,
             });
         }
+        self.window.consume(LEN);
         self.version = version;
         Ok(())
     }
 
     fn read_meta(&mut self) -> Result<CaptureMeta, CaptureError> {
-        match self.read_raw()? {
-            Raw::Record(record_type::META) => {}
-            Raw::Record(ty) => {
+        let len = match self.frame()? {
+            Frame::Intact {
+                ty: record_type::META,
+                len,
+            } => len,
+            Frame::Intact { ty, .. } => {
                 return Err(
                     self.invalid_meta(format!("the first record is of type {ty}, not metadata"))
                 );
             }
-            Raw::Eof => return Err(self.invalid_meta("the file ends before it".into())),
-            Raw::Damaged(damage) => return Err(self.invalid_meta(damage.to_string())),
-        }
-        let meta: CaptureMeta =
-            serde_json::from_slice(&self.payload).map_err(|e| self.invalid_meta(e.to_string()))?;
+            Frame::Eof => return Err(self.invalid_meta("the file ends before it".into())),
+            Frame::Damaged(damage) => return Err(self.invalid_meta(damage.to_string())),
+        };
+        let payload = self
+            .window
+            .bytes()
+            .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)
+            .unwrap_or_default();
+        let meta: Result<CaptureMeta, _> = serde_json::from_slice(payload);
+        self.window.consume(RECORD_HEADER_LEN + len);
+        let meta = meta.map_err(|e| self.invalid_meta(e.to_string()))?;
         if meta.format_version != self.version {
             return Err(self.invalid_meta(format!(
                 "it says format version {} but the file header says {}",
@@ -233,81 +254,100 @@ impl<R: Read> CaptureReader<R> {
         Ok(meta)
     }
 
-    /// Reads one framed record into `payload`, checking length and CRC.
-    fn read_raw(&mut self) -> Result<Raw, CaptureError> {
-        self.record_offset = self.offset;
-        let mut header = [0u8; RECORD_HEADER_LEN];
-        let n = self.read_full(&mut header)?;
-        if n == 0 {
-            return Ok(Raw::Eof);
+    /// Checks what starts at the current position, without consuming it.
+    /// An intact record is then all in `window.bytes()`.
+    #[inline]
+    fn frame(&mut self) -> Result<Frame, CaptureError> {
+        let io = CaptureError::io(&self.path);
+        let available = self.window.fill(RECORD_HEADER_LEN).map_err(io)?;
+        if available == 0 {
+            return Ok(Frame::Eof);
         }
-        let (len, crc, ty) = match parse_record_header(&header) {
-            Some(fields) if n == header.len() => fields,
-            _ => return self.damaged(TailDamage::Truncated),
+        let Some((len, crc, ty)) = self
+            .window
+            .bytes()
+            .first_chunk::<RECORD_HEADER_LEN>()
+            .map(parse_record_header)
+        else {
+            return Ok(Frame::Damaged(TailDamage::Truncated));
         };
+        // A length beyond the limit is damage, never a size to allocate.
         let len = match usize::try_from(len) {
             Ok(len) if len <= MAX_RECORD_LEN => len,
-            _ => return self.damaged(TailDamage::BadLength),
+            _ => return Ok(Frame::Damaged(TailDamage::BadLength)),
         };
-        self.payload.clear();
-        let got = if len <= EAGER_PAYLOAD_LEN {
-            // The common case (every spanlet): one copy out of the input's
-            // buffer, without `read_to_end`'s growth and end-of-input probing.
-            self.payload.resize(len, 0);
-            let got =
-                fill(&mut self.input, &mut self.payload).map_err(CaptureError::io(&self.path))?;
-            self.payload.truncate(got);
-            got
-        } else {
-            // A corrupt length must not allocate much before the data runs out.
-            self.payload.reserve(EAGER_PAYLOAD_LEN);
-            Read::by_ref(&mut self.input)
-                .take(len as u64)
-                .read_to_end(&mut self.payload)
-                .map_err(CaptureError::io(&self.path))?
+        let total = RECORD_HEADER_LEN + len;
+        let io = CaptureError::io(&self.path);
+        if self.window.fill(total).map_err(io)? < total {
+            return Ok(Frame::Damaged(TailDamage::Truncated));
+        }
+        let payload = self
+            .window
+            .bytes()
+            .get(RECORD_HEADER_LEN..total)
+            .unwrap_or_default();
+        if record_crc(ty, payload) != crc {
+            return Ok(Frame::Damaged(TailDamage::CrcMismatch));
+        }
+        Ok(Frame::Intact { ty, len })
+    }
+
+    /// Skips the damaged bytes at the current position, up to the next
+    /// intact record or, when there is none, to the end of the file (the
+    /// damaged tail).
+    fn skip_damage(&mut self, damage: TailDamage) -> Result<(), CaptureError> {
+        let start = self.window.offset();
+        self.window.consume(1);
+        loop {
+            let io = CaptureError::io(&self.path);
+            let available = self.window.fill(SCAN_BLOCK).map_err(io)?;
+            if available < RECORD_HEADER_LEN {
+                let io = CaptureError::io(&self.path);
+                self.window.consume_to_end().map_err(io)?;
+                self.tail = Some(DamagedTail {
+                    offset: start,
+                    bytes: self.window.offset() - start,
+                    damage,
+                });
+                self.done = true;
+                return Ok(());
+            }
+            let Some(at) = next_candidate(self.window.bytes()) else {
+                // A record may start in the last bytes; keep them.
+                self.window.consume(available - (RECORD_HEADER_LEN - 1));
+                continue;
+            };
+            self.window.consume(at);
+            if self.intact_record_follows()? {
+                let bytes = self.window.offset() - start;
+                self.integrity.add_damaged_stretch(start, bytes);
+                return Ok(());
+            }
+            self.window.consume(1);
+        }
+    }
+
+    /// Whether a record a writer could have written after the metadata
+    /// starts at the current position. Cheap checks come before the
+    /// checksum, which makes false matches in damaged bytes rarer still.
+    fn intact_record_follows(&mut self) -> Result<bool, CaptureError> {
+        let io = CaptureError::io(&self.path);
+        self.window.fill(RECORD_HEADER_LEN + 1).map_err(io)?;
+        let bytes = self.window.bytes();
+        let plausible = match (
+            bytes.first_chunk::<RECORD_HEADER_LEN>().map(parse_record_header),
+            bytes.get(RECORD_HEADER_LEN),
+        ) {
+            (Some((len, _, ty)), Some(&first)) => {
+                len as usize <= MAX_RECORD_LEN
+                    && match ty {
+                        record_type::SPANLET => SpanletKind::from_code(first).is_some(),
+                        _ => first == b'{',
+                    }
+            }
+            _ => false,
         };
-        self.offset += got as u64;
-        if got < len {
-            return self.damaged(TailDamage::Truncated);
-        }
-        if record_crc(ty, &self.payload) != crc {
-            return self.damaged(TailDamage::CrcMismatch);
-        }
-        Ok(Raw::Record(ty))
-    }
-
-    /// Records the damaged tail from the current record to the end of input.
-    fn damaged(&mut self, damage: TailDamage) -> Result<Raw, CaptureError> {
-        let rest =
-            io::copy(&mut self.input, &mut io::sink()).map_err(CaptureError::io(&self.path))?;
-        self.offset += rest;
-        self.tail = Some(DamagedTail {
-            offset: self.record_offset,
-            bytes: self.offset - self.record_offset,
-            damage,
-        });
-        self.done = true;
-        Ok(Raw::Damaged(damage))
-    }
-
-    /// Fills `buf` unless the input ends first; returns the bytes read.
-    fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
-        let filled = fill(&mut self.input, buf).map_err(CaptureError::io(&self.path))?;
-        self.offset += filled as u64;
-        Ok(filled)
-    }
-
-    fn json<T: DeserializeOwned>(&self, ty: u8) -> Result<T, CaptureError> {
-        serde_json::from_slice(&self.payload).map_err(|e| self.malformed(ty, e.to_string()))
-    }
-
-    fn malformed(&self, record_type: u8, reason: String) -> CaptureError {
-        CaptureError::Malformed {
-            path: self.path.clone(),
-            offset: self.record_offset,
-            record_type,
-            reason,
-        }
+        Ok(plausible && matches!(self.frame()?, Frame::Intact { .. }))
     }
 
     fn invalid_meta(&self, reason: String) -> CaptureError {
@@ -326,29 +366,58 @@ impl<R: Read> Iterator for CaptureReader<R> {
     }
 }
 
-/// Fills `buf` from `input` unless the input ends first; returns the bytes read.
-fn fill<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..) {
-        if rest.is_empty() {
-            break;
-        }
-        match input.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// Decodes a record after the metadata: `None` for a type this build does
+/// not know, the reason for a payload that does not decode.
+#[inline]
+fn decode(ty: u8, version: u32, payload: &[u8]) -> Result<Option<Record>, String> {
+    fn json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
     }
-    Ok(filled)
+    Ok(Some(match ty {
+        record_type::META => return Err("a second metadata record".into()),
+        record_type::PROCESS => Record::Process(json(payload)?),
+        record_type::THREAD => Record::Thread(json(payload)?),
+        record_type::SPANLET => Record::Spanlet(
+            codec::decode_spanlet(version, payload).map_err(|e| e.to_string())?,
+        ),
+        record_type::STATS => Record::Stats(json(payload)?),
+        record_type::END => Record::End(json(payload)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Types an intact record found by scanning damage may have: those written
+/// after the metadata. Unknown types are not looked for, so that a false
+/// match is rarer.
+#[inline]
+fn is_scan_type(b: u8) -> bool {
+    (record_type::PROCESS..=record_type::END).contains(&b)
+}
+
+/// The first offset in `bytes` where a record header with a scan type
+/// could start.
+fn next_candidate(bytes: &[u8]) -> Option<usize> {
+    let types = bytes.get(RECORD_HEADER_LEN - 1..)?;
+    let mut base = 0;
+    // Blocks checked without an early exit compile to vector code, so long
+    // runs of bytes that cannot be a record (zeros) are passed over quickly.
+    for block in types.chunks(64) {
+        if block.iter().fold(false, |any, &b| any | is_scan_type(b)) {
+            return block.iter().position(|&b| is_scan_type(b)).map(|i| base + i);
+        }
+        base += block.len();
+    }
+    None
 }
 
 /// Splits a record header into (payload length, CRC, type).
-fn parse_record_header(header: &[u8; RECORD_HEADER_LEN]) -> Option<(u32, u32, u8)> {
-    let (len, rest) = header.split_first_chunk::<4>()?;
-    let (crc, rest) = rest.split_first_chunk::<4>()?;
-    let ty = *rest.first()?;
-    Some((u32::from_le_bytes(*len), u32::from_le_bytes(*crc), ty))
+fn parse_record_header(header: &[u8; RECORD_HEADER_LEN]) -> (u32, u32, u8) {
+    let [l0, l1, l2, l3, c0, c1, c2, c3, ty] = *header;
+    (
+        u32::from_le_bytes([l0, l1, l2, l3]),
+        u32::from_le_bytes([c0, c1, c2, c3]),
+        ty,
+    )
 }
 
 /// Stands in until the real metadata is read in `from_reader`; never seen.
@@ -387,8 +456,8 @@ pub struct Capture {
     /// everything before it was read.
     pub truncated: bool,
     pub damaged_tail_bytes: u64,
-    /// Records of unknown types (from a newer writer) that were skipped.
-    pub skipped_records: u64,
+    /// Damage skipped in the middle, unknown records, missing spanlets.
+    pub integrity: Integrity,
 }
 
 impl Capture {
@@ -405,17 +474,14 @@ impl Capture {
             end: None,
             truncated: false,
             damaged_tail_bytes: 0,
-            skipped_records: 0,
+            integrity: Integrity::default(),
         }
     }
 
+    /// Reads a whole capture. Memory grows with the records actually read,
+    /// never with the file's size.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let reader = CaptureReader::open(path)?;
-        // Sizing the spanlet list from the file up front saves growing (and
-        // copying) a list of a few hundred MB on large captures.
-        let file_len = reader.input.get_ref().metadata().map_or(0, |m| m.len());
-        let hint = usize::try_from(file_len / TYPICAL_SPANLET_RECORD_LEN).unwrap_or(0);
-        Self::read_all_reserving(reader, hint)
+        Self::read_all(CaptureReader::open(path)?)
     }
 
     /// Reads a capture from any byte source; `path` only names it in errors.
@@ -425,25 +491,39 @@ impl Capture {
 
     /// Collects the remaining records of `reader`.
     pub fn read_all<R: Read>(reader: CaptureReader<R>) -> Result<Self, CaptureError> {
-        Self::read_all_reserving(reader, 0)
+        Self::read_filtered(reader, true)
     }
 
-    fn read_all_reserving<R: Read>(
+    /// Everything but the spanlets (names, stats, end, damage), for passing
+    /// over a capture before streaming its spanlets.
+    pub fn read_names<R: Read>(reader: CaptureReader<R>) -> Result<Self, CaptureError> {
+        Self::read_filtered(reader, false)
+    }
+
+    fn read_filtered<R: Read>(
         mut reader: CaptureReader<R>,
-        spanlets: usize,
+        spanlets: bool,
     ) -> Result<Self, CaptureError> {
         let mut capture = Self::new(reader.meta().clone());
-        capture.spanlets.reserve(spanlets);
         capture.path = reader.path().to_owned();
         while let Some(record) = reader.next_record()? {
-            capture.add(record);
+            if spanlets || !matches!(record, Record::Spanlet(_)) {
+                capture.add(record);
+            }
         }
         if let Some(tail) = reader.damaged_tail() {
             capture.truncated = true;
             capture.damaged_tail_bytes = tail.bytes;
         }
-        capture.skipped_records = reader.skipped_records();
+        capture.integrity = reader.integrity().clone();
         Ok(capture)
+    }
+
+    /// What a reader should be warned of, one sentence each (see
+    /// [`Integrity::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.integrity
+            .warnings(self.truncated.then_some(self.damaged_tail_bytes))
     }
 
     /// Adds one record as a reader would.

@@ -9,7 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, codec, record_crc,
+    CaptureError, PrivateFile, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, codec, record_crc,
     record_type,
 };
 use crate::spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
@@ -32,16 +32,25 @@ pub struct CaptureWriter {
 }
 
 impl CaptureWriter {
-    /// Creates (or truncates) `path` and writes the header and metadata.
+    /// Creates a new capture at `path`; see [`CaptureWriter::start`].
+    pub fn create(path: &Path, meta: &CaptureMeta) -> Result<Self, CaptureError> {
+        let file = PrivateFile::create(path).map_err(CaptureError::io(path))?;
+        Self::start(file, meta)
+    }
+
+    /// Writes the header and metadata to `file`, then renames it over its
+    /// output path, so a capture appears there complete with its metadata
+    /// and replaces (never writes through) whatever was at the path.
     ///
     /// The stored metadata always carries this build's `format_version` and
     /// `spanlet_fields`, whatever `meta` holds, so the file cannot misdescribe
     /// itself.
-    pub fn create(path: &Path, meta: &CaptureMeta) -> Result<Self, CaptureError> {
-        let file = File::create(path).map_err(CaptureError::io(path))?;
+    pub fn start(file: PrivateFile, meta: &CaptureMeta) -> Result<Self, CaptureError> {
+        let path = file.path().to_owned();
+        let out = file.file().try_clone().map_err(CaptureError::io(&path))?;
         let mut writer = Self {
-            path: path.to_owned(),
-            out: BufWriter::with_capacity(BUFFER_CAPACITY, file),
+            out: BufWriter::with_capacity(BUFFER_CAPACITY, out),
+            path,
             record: Vec::with_capacity(256),
         };
         let mut header = [0u8; 12];
@@ -51,7 +60,7 @@ impl CaptureWriter {
         writer
             .out
             .write_all(&header)
-            .map_err(CaptureError::io(path))?;
+            .map_err(CaptureError::io(&writer.path))?;
         let meta = CaptureMeta {
             format_version: FORMAT_VERSION,
             spanlet_fields: codec::spanlet_field_names(),
@@ -60,6 +69,7 @@ impl CaptureWriter {
         writer.write_json(record_type::META, &meta)?;
         // A capture that dies right away should still open as an empty capture.
         writer.flush()?;
+        file.persist().map_err(CaptureError::io(&writer.path))?;
         Ok(writer)
     }
 

@@ -1,42 +1,48 @@
 use std::{
-    fs::File,
-    io::{BufWriter, Write as _},
+    io::{Read, Write},
     process::ExitCode,
 };
 
 use anyhow::Context as _;
 use spanlet::{
-    capture::Capture,
+    capture::{CaptureReader, PrivateFile, Record},
     cli::{ExportArgs, ExportFormat},
-    export::write_jsonl,
+    export::JsonlWriter,
 };
 
+/// Streams the capture record by record, so a capture of any size exports
+/// in bounded memory. A file output appears only when the export is
+/// complete, and never writes through a link planted at its path.
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let capture = Capture::open(&args.file)?;
-    if capture.truncated {
-        eprintln!(
-            "spanlet: warning: {} ends in {} damaged bytes (an interrupted recording?); exporting what precedes them",
-            args.file.display(),
-            capture.damaged_tail_bytes
-        );
-    }
     let ExportFormat::Jsonl = args.format;
+    let mut reader = CaptureReader::open(&args.file)?;
     let written = match &args.output {
         Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            let mut out = BufWriter::new(file);
-            let n = write_jsonl(&capture, &mut out)?;
-            out.flush()?;
+            let what = || format!("writing {}", path.display());
+            let file = PrivateFile::create(path).with_context(what)?;
+            let n = export(&mut reader, file.file(), what)?;
+            file.persist().with_context(what)?;
             n
         }
-        None => {
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            let n = write_jsonl(&capture, &mut out)?;
-            out.flush()?;
-            n
-        }
+        None => export(&mut reader, std::io::stdout().lock(), || {
+            "writing to standard output".to_owned()
+        })?,
     };
+    super::warn_of_damage(&args.file, &reader);
     tracing::debug!(written, "exported");
     Ok(ExitCode::SUCCESS)
+}
+
+fn export<R: Read>(
+    reader: &mut CaptureReader<R>,
+    out: impl Write,
+    what: impl Fn() -> String,
+) -> anyhow::Result<u64> {
+    let mut out = JsonlWriter::new(out);
+    while let Some(record) = reader.next_record()? {
+        if let Record::Spanlet(s) = record {
+            out.write(&s).with_context(&what)?;
+        }
+    }
+    out.finish().with_context(what)
 }

@@ -19,3 +19,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(&args),
     }
 }
+
+/// Tells on stderr what a streaming read found wrong with a capture.
+fn warn_of_damage<R: std::io::Read>(
+    file: &std::path::Path,
+    reader: &spanlet::capture::CaptureReader<R>,
+) {
+    let tail = reader.damaged_tail().map(|t| t.bytes);
+    for warning in reader.integrity().warnings(tail) {
+        eprintln!("spanlet: warning: {}: {warning}", file.display());
+    }
+}

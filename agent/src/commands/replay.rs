@@ -2,22 +2,25 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use spanlet::{
-    capture::Capture,
+    capture::{Capture, CaptureReader},
     cli::ReplayArgs,
     otlp::{self, ResourceSettings, RetryPolicy, Sender, Settings},
 };
 
+/// Reads the capture twice, so memory stays bounded whatever its size:
+/// first for its process and thread names (which name every spanlet, also
+/// those recorded before a thread was renamed), then streaming its spanlets.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env(&args.otlp.overrides())?;
-    let capture = Capture::open(&args.file)?;
-    if capture.truncated {
+    let names = Capture::read_names(CaptureReader::open(&args.file)?)?;
+    for warning in names.warnings() {
         eprintln!(
-            "spanlet: warning: {} ends in {} damaged bytes (an interrupted recording?); replaying what precedes them",
-            args.file.display(),
-            capture.damaged_tail_bytes
+            "spanlet: warning: {}: {warning}; replaying what could be read",
+            args.file.display()
         );
     }
-    let resource = ResourceSettings::from_env(&capture.meta.hostname)?;
+    let mut spanlets = CaptureReader::open(&args.file)?;
+    let resource = ResourceSettings::from_env(&names.meta.hostname)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,7 +29,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let delivered = runtime.block_on(async {
         let mut sender = Sender::new(settings)?;
         otlp::replay(
-            &capture,
+            &mut spanlets,
+            &names,
             &mut sender,
             &resource,
             args.batch as usize,

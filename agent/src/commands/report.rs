@@ -1,5 +1,6 @@
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
+use anyhow::Context as _;
 use spanlet::{
     capture::Capture,
     cli::{ReportArgs, ReportFormat},
@@ -8,10 +9,18 @@ use spanlet::{
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let capture = Capture::open(&args.file)?;
-    let report = build_report(&capture, args.top);
-    match args.format {
-        ReportFormat::Text => print!("{}", render_text(&report)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&render_json(&report))?),
+    for warning in capture.warnings() {
+        eprintln!("spanlet: warning: {}: {warning}", args.file.display());
     }
+    let report = build_report(&capture, args.top);
+    let text = match args.format {
+        ReportFormat::Text => render_text(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&render_json(&report))? + "\n",
+    };
+    // A closed pipe or a full disk is an error like any other, not a panic.
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the report to standard output")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,9 +5,12 @@ pub mod live;
 pub mod mapping;
 pub mod settings;
 
-use std::time::Duration;
+use std::{io::Read, time::Duration};
 
-use crate::{capture::Capture, spanlet::ProcessInfo};
+use crate::{
+    capture::{Capture, CaptureError, CaptureReader, Record},
+    spanlet::ProcessInfo,
+};
 pub use client::{SendError, Sender};
 pub use mapping::{K8sResource, Names, Requests, ResourceSettings};
 pub use settings::{Overrides, Protocol, Settings, SettingsError};
@@ -92,37 +95,73 @@ pub struct Delivered {
     pub spans: u64,
 }
 
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayFailure {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Read(#[from] CaptureError),
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{source} ({} of {total} spanlets delivered)", delivered.spanlets)]
 pub struct ReplayError {
     pub delivered: Delivered,
     pub total: u64,
     #[source]
-    pub source: SendError,
+    pub source: ReplayFailure,
 }
 
-/// Sends a capture's spanlets, `batch` at a time, in recording order.
-pub async fn replay(
-    capture: &Capture,
+/// Sends a capture's spanlets, `batch` at a time, in recording order,
+/// reading them from `spanlets` one batch at a time. `names` is the same
+/// capture read without its spanlets ([`Capture::read_names`]): its
+/// processes and threads name every spanlet, and it says how many
+/// spanlets to send.
+pub async fn replay<R: Read>(
+    spanlets: &mut CaptureReader<R>,
+    names: &Capture,
     sender: &mut Sender,
     resource: &ResourceSettings,
     batch: usize,
     policy: RetryPolicy,
 ) -> Result<Delivered, ReplayError> {
-    let total = capture.spanlets.len() as u64;
+    let total = names.integrity.spanlets_read;
     let mut delivered = Delivered::default();
-    for chunk in capture.spanlets.chunks(batch.max(1)) {
-        let requests = mapping::requests(chunk, resource, capture);
+    let mut left = total;
+    let mut chunk = Vec::new();
+    loop {
+        chunk.clear();
+        while chunk.len() < batch.max(1) && left > 0 {
+            match spanlets.next_record() {
+                Ok(Some(Record::Spanlet(s))) => {
+                    chunk.push(s);
+                    left -= 1;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => left = 0,
+                Err(e) => {
+                    return Err(ReplayError {
+                        delivered,
+                        total,
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(delivered);
+        }
+        let requests = mapping::requests(&chunk, resource, names);
         send_with_retry(sender, &requests, policy)
             .await
             .map_err(|source| ReplayError {
                 delivered,
                 total,
-                source,
+                source: source.into(),
             })?;
         delivered.spanlets += chunk.len() as u64;
         delivered.events += requests.log_records() as u64;
         delivered.spans += requests.spans() as u64;
     }
-    Ok(delivered)
 }

@@ -96,6 +96,8 @@ pub fn build_report(capture: &Capture, top: usize) -> Report {
         duration_ns: duration_ns(capture),
         truncated: capture.truncated,
         damaged_tail_bytes: capture.damaged_tail_bytes,
+        integrity: capture.integrity.clone(),
+        warnings: capture.warnings(),
         total_spanlets: capture.spanlets.len() as u64,
         total_resources,
         resources,

@@ -7,7 +7,10 @@ mod text;
 
 use serde::{Serialize, Serializer};
 
-use crate::spanlet::{CaptureMeta, CaptureStats, SpanletKind};
+use crate::{
+    capture::Integrity,
+    spanlet::{CaptureMeta, CaptureStats, SpanletKind},
+};
 
 pub use build::build_report;
 pub use percentile::percentile;
@@ -29,6 +32,11 @@ pub struct Report {
     pub duration_ns: Option<u64>,
     pub truncated: bool,
     pub damaged_tail_bytes: u64,
+    /// Damage skipped in the middle of the file, unknown records, and the
+    /// stats record's spanlet count against the spanlets read.
+    pub integrity: Integrity,
+    /// One sentence per problem with the capture (also in the text report).
+    pub warnings: Vec<String>,
     pub total_spanlets: u64,
     /// Resources before truncation to `top`.
     pub total_resources: u64,

@@ -61,13 +61,8 @@ fn header(out: &mut String, r: &Report) {
         format_duration_ns(m.min_wait_ns)
     );
     drops(out, r.stats.as_ref());
-    if r.truncated {
-        let _ = writeln!(
-            out,
-            "WARNING: the capture is truncated: it ends in {} damaged bytes (the \
-             recorder probably crashed); everything before them is reported",
-            r.damaged_tail_bytes
-        );
+    for warning in &r.warnings {
+        let _ = writeln!(out, "WARNING: {warning}");
     }
 }
 
