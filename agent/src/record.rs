@@ -410,12 +410,14 @@ async fn record_with(
     // existing capture as it was (see `capture::PrivateFile`).
     crate::caps::check().map_err(LoadError::from)?;
     let output_file = match &opts.output {
-        Some(output) => Some(PrivateFile::create(output).map_err(|source| {
-            RecordError::Output {
-                path: output.display().to_string(),
-                source,
-            }
-        })?),
+        Some(output) => {
+            Some(
+                PrivateFile::create(output).map_err(|source| RecordError::Output {
+                    path: output.display().to_string(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     // Bad OTLP settings are an error before anything starts.

@@ -9,9 +9,13 @@
 //! complete record and reports the damaged tail instead of failing.
 
 mod codec;
+#[cfg(test)]
+mod corpus;
 mod error;
 mod integrity;
 mod output;
+#[cfg(test)]
+mod proptests;
 mod reader;
 #[cfg(test)]
 mod tests;
@@ -23,8 +27,8 @@ mod writer;
 pub use codec::spanlet_field_names;
 pub use error::CaptureError;
 pub use integrity::{Integrity, OFFSETS_KEPT};
-pub use reader::{Capture, CaptureReader, DamagedTail, Record, TailDamage};
 pub use output::{PRIVATE_MODE, PrivateFile};
+pub use reader::{Capture, CaptureReader, DamagedTail, Record, TailDamage};
 pub use writer::CaptureWriter;
 
 /// First bytes of every capture file; the NUL keeps it from reading as text.

@@ -195,7 +195,10 @@ impl<R: Read> CaptureReader<R> {
 
     fn read_header(&mut self) -> Result<(), CaptureError> {
         const LEN: usize = MAGIC.len() + 4;
-        let n = self.window.fill(LEN).map_err(CaptureError::io(&self.path))?;
+        let n = self
+            .window
+            .fill(LEN)
+            .map_err(CaptureError::io(&self.path))?;
         let got = self.window.bytes();
         if n == 0 {
             return Err(CaptureError::Empty {
@@ -335,7 +338,9 @@ impl<R: Read> CaptureReader<R> {
         self.window.fill(RECORD_HEADER_LEN + 1).map_err(io)?;
         let bytes = self.window.bytes();
         let plausible = match (
-            bytes.first_chunk::<RECORD_HEADER_LEN>().map(parse_record_header),
+            bytes
+                .first_chunk::<RECORD_HEADER_LEN>()
+                .map(parse_record_header),
             bytes.get(RECORD_HEADER_LEN),
         ) {
             (Some((len, _, ty)), Some(&first)) => {
@@ -377,9 +382,9 @@ fn decode(ty: u8, version: u32, payload: &[u8]) -> Result<Option<Record>, String
         record_type::META => return Err("a second metadata record".into()),
         record_type::PROCESS => Record::Process(json(payload)?),
         record_type::THREAD => Record::Thread(json(payload)?),
-        record_type::SPANLET => Record::Spanlet(
-            codec::decode_spanlet(version, payload).map_err(|e| e.to_string())?,
-        ),
+        record_type::SPANLET => {
+            Record::Spanlet(codec::decode_spanlet(version, payload).map_err(|e| e.to_string())?)
+        }
         record_type::STATS => Record::Stats(json(payload)?),
         record_type::END => Record::End(json(payload)?),
         _ => return Ok(None),
@@ -403,7 +408,10 @@ fn next_candidate(bytes: &[u8]) -> Option<usize> {
     // runs of bytes that cannot be a record (zeros) are passed over quickly.
     for block in types.chunks(64) {
         if block.iter().fold(false, |any, &b| any | is_scan_type(b)) {
-            return block.iter().position(|&b| is_scan_type(b)).map(|i| base + i);
+            return block
+                .iter()
+                .position(|&b| is_scan_type(b))
+                .map(|i| base + i);
         }
         base += block.len();
     }

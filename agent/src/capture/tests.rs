@@ -31,16 +31,6 @@ fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
     Capture::from_reader(bytes, "mem.spanlet")
 }
 
-/// A framed record with a correct CRC, whatever the payload.
-fn raw_record(ty: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&record_crc(ty, payload).to_le_bytes());
-    out.push(ty);
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Length of the header plus metadata record at the start of `bytes`.
 fn prologue_len(bytes: &[u8]) -> usize {
     let meta_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
@@ -60,7 +50,15 @@ fn round_trips_every_record_type() {
     assert_eq!(c.end, Some(sample_end()));
     assert!(!c.truncated);
     assert_eq!(c.damaged_tail_bytes, 0);
-    assert_eq!(c.integrity, Integrity { spanlets_read: 2, stats_spanlets: Some(2), spanlets_read_before_stats: 2, ..Integrity::default() });
+    assert_eq!(
+        c.integrity,
+        Integrity {
+            spanlets_read: 2,
+            stats_spanlets: Some(2),
+            spanlets_read_before_stats: 2,
+            ..Integrity::default()
+        }
+    );
 }
 
 #[test]
@@ -397,4 +395,147 @@ fn throughput() {
         n as f64 / write.as_secs_f64() / 1e6,
         n as f64 / read.as_secs_f64() / 1e6
     );
+}
+
+/// Offsets of the records after the file header.
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at + RECORD_HEADER_LEN <= bytes.len() {
+        out.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += RECORD_HEADER_LEN + len;
+    }
+    out
+}
+
+/// A capture of `n` spanlets and a final stats record counting them.
+fn many_spanlets(dir: &Path, n: u64) -> Vec<u8> {
+    let path = dir.join("many.spanlet");
+    let mut w = CaptureWriter::create(&path, &sample_meta()).expect("create");
+    for i in 0..n {
+        let mut s = full_spanlet();
+        s.wait_ns = i;
+        w.write_spanlet(&s).expect("spanlet");
+    }
+    w.write_stats(&CaptureStats {
+        spanlets: n,
+        ..CaptureStats::default()
+    })
+    .expect("stats");
+    w.finish(&sample_end()).expect("finish");
+    std::fs::read(&path).expect("read back")
+}
+
+#[test]
+fn damage_in_the_middle_skips_only_the_damaged_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = many_spanlets(dir.path(), 100);
+    let offsets = record_offsets(&bytes);
+    // offsets[0] is the metadata; spanlet i is at offsets[i + 1].
+    for (what, damage) in [
+        (
+            "payload bit",
+            &(|b: &mut Vec<u8>, at: usize| b[at + 30] ^= 4) as &dyn Fn(&mut Vec<u8>, usize),
+        ),
+        ("length bit", &|b: &mut Vec<u8>, at: usize| b[at + 2] ^= 1),
+        ("crc byte", &|b: &mut Vec<u8>, at: usize| b[at + 5] ^= 0xff),
+        ("type byte", &|b: &mut Vec<u8>, at: usize| b[at + 8] = 200),
+        ("zeroed header", &|b: &mut Vec<u8>, at: usize| {
+            b[at..at + 9].fill(0)
+        }),
+    ] {
+        let mut damaged = bytes.clone();
+        let at = offsets[50];
+        damage(&mut damaged, at);
+        let c = read(&damaged).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(c.spanlets.len(), 99, "{what}");
+        assert!(c.spanlets.iter().all(|s| s.wait_ns != 49), "{what}");
+        assert_eq!(c.end, Some(sample_end()), "{what}");
+        assert!(!c.truncated, "{what}");
+        let i = &c.integrity;
+        assert_eq!(
+            (
+                i.damaged_stretches,
+                i.damaged_bytes,
+                i.damaged_offsets.as_slice()
+            ),
+            (1, (offsets[51] - at) as u64, &[at as u64][..]),
+            "{what}"
+        );
+        assert_eq!(
+            (i.stats_spanlets, i.spanlets_read_before_stats),
+            (Some(100), 99)
+        );
+        let warnings = c.warnings().join("\n");
+        assert!(
+            warnings.contains("1 spanlets are missing"),
+            "{what}: {warnings}"
+        );
+        assert!(!warnings.contains("truncated"), "{what}: {warnings}");
+    }
+}
+
+#[test]
+fn a_damaged_stretch_over_several_records_is_one_stretch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = many_spanlets(dir.path(), 100);
+    let offsets = record_offsets(&bytes);
+    let (from, to) = (offsets[11], offsets[21]);
+    let mut rng = XorShift(7);
+    for b in &mut bytes[from + 3..to - 3] {
+        *b = rng.next() as u8;
+    }
+    let c = read(&bytes).expect("open");
+    assert_eq!(c.spanlets.len(), 90);
+    assert_eq!(c.integrity.damaged_stretches, 1);
+    assert_eq!(c.integrity.damaged_bytes, (to - from) as u64);
+    assert_eq!(c.integrity.stats_spanlets, Some(100));
+}
+
+#[test]
+fn a_long_run_of_zeros_is_a_damaged_tail_read_in_small_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = many_spanlets(dir.path(), 10);
+    let zeros = 256 << 20;
+    use std::io::Read as _;
+    let input = (&bytes[..]).chain(std::io::repeat(0).take(zeros));
+    let mut reader = CaptureReader::from_reader(input, "sparse").expect("open");
+    let mut n = 0;
+    while reader.next_record().expect("record").is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 12, "10 spanlets, stats and end");
+    let tail = reader.damaged_tail().expect("a damaged tail");
+    assert_eq!((tail.offset, tail.bytes), (bytes.len() as u64, zeros));
+}
+
+#[test]
+fn a_private_file_replaces_a_link_instead_of_following_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    std::fs::write(&target, "keep me").expect("write target");
+    let link = dir.path().join("c.spanlet");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let w = CaptureWriter::create(&link, &sample_meta()).expect("create");
+    w.finish(&sample_end()).expect("finish");
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+    let meta = std::fs::symlink_metadata(&link).expect("stat");
+    assert!(meta.file_type().is_file());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, PRIVATE_MODE);
+    assert_eq!(Capture::open(&link).expect("open").end, Some(sample_end()));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
+}
+
+#[test]
+fn a_private_file_dropped_unpersisted_leaves_the_path_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.spanlet");
+    std::fs::write(&path, "old capture").expect("write");
+    let file = PrivateFile::create(&path).expect("create");
+    std::io::Write::write_all(&mut file.file(), b"new").expect("write");
+    drop(file);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "old capture");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
 }

@@ -129,3 +129,13 @@ pub(crate) fn sample_end() -> CaptureEnd {
         reason: "duration elapsed".into(),
     }
 }
+
+/// A framed record with a correct CRC, whatever the payload.
+pub(crate) fn raw_record(ty: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&super::record_crc(ty, payload).to_le_bytes());
+    out.push(ty);
+    out.extend_from_slice(payload);
+    out
+}

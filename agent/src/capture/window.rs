@@ -83,7 +83,9 @@ impl<R: Read> Window<R> {
             self.end -= self.start;
             self.start = 0;
             if self.end == self.buf.len() {
-                let grown = (self.buf.len() * 2).max(MIN_CAPACITY).min(want.max(MIN_CAPACITY));
+                let grown = (self.buf.len() * 2)
+                    .max(MIN_CAPACITY)
+                    .min(want.max(MIN_CAPACITY));
                 self.buf.resize(grown.max(self.buf.len() + 1), 0);
             }
         }
