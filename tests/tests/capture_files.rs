@@ -287,6 +287,8 @@ fn unknown_records_are_counted_in_text_and_json() {
 
 /// Runs spanlet and returns its output and peak resident memory in KiB
 /// (`wait4`'s rusage of that one child).
+// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measuring_memory(args: &[&std::ffi::OsStr]) -> (Output, u64) {
     let mut child = Command::new(spanlet_bin())
         .args(args)
@@ -322,6 +324,7 @@ fn run_measuring_memory(args: &[&std::ffi::OsStr]) -> (Output, u64) {
         }
         if start.elapsed() > SPANLET_TIMEOUT {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("spanlet {args:?} did not finish within {SPANLET_TIMEOUT:?}");
         }
         thread::sleep(Duration::from_millis(20));

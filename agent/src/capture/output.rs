@@ -39,6 +39,10 @@ impl PrivateFile {
                 "the output path names no file",
             ));
         }
+        // Renaming over a directory would fail only at the end; say it now.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),

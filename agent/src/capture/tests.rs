@@ -539,3 +539,11 @@ fn a_private_file_dropped_unpersisted_leaves_the_path_alone() {
     assert_eq!(std::fs::read_to_string(&path).expect("read"), "old capture");
     assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
 }
+
+#[test]
+fn a_directory_at_the_output_path_is_refused_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = PrivateFile::create(dir.path()).expect_err("a directory");
+    assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+}
