@@ -31,4 +31,5 @@ pub mod run_config;
 pub mod spanlet;
 pub mod targets;
 pub mod task_storage;
+pub mod term_escape;
 pub mod thread_ctx;

@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("spanlet: error: {}", one_line(&err));
+            // An error can quote a traced process's text or a collector's answer.
+            let line = one_line(&err);
+            eprintln!("spanlet: error: {}", spanlet::term_escape::escape(&line));
             ExitCode::FAILURE
         }
     }

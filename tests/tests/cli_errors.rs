@@ -200,3 +200,150 @@ fn record_without_capabilities_names_cap_bpf() {
         lines[0]
     );
 }
+
+/// A collector stand-in that counts who connects: a bad setting must be
+/// reported before anything is sent.
+struct Collector(std::net::TcpListener);
+
+impl Collector {
+    fn new() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("make the listener non-blocking");
+        Self(listener)
+    }
+
+    fn url(&self) -> String {
+        let port = self.0.local_addr().expect("listener address").port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Whether anyone connected (the connection is already queued when the
+    /// spanlet process has exited).
+    fn contacted(&self) -> bool {
+        self.0.accept().is_ok()
+    }
+}
+
+/// `spanlet run` with only `env` as OTEL_* variables, on a PID that cannot
+/// exist (above any pid_max), so that nothing can be traced even when a
+/// setting is wrongly accepted.
+fn run_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(spanlet_bin());
+    cmd.args(["run", "--pid", "999999999", "--metrics-address", "off"])
+        .args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    run_with_timeout(cmd, SPANLET_TIMEOUT)
+}
+
+#[test]
+fn run_reports_a_bad_pid_before_any_metrics_export() {
+    let collector = Collector::new();
+    let url = collector.url();
+    let out = run_with(&["--otlp-endpoint", &url], &[]);
+    let stderr = assert_clean_failure("spanlet run --pid 999999999", &out);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{stderr}");
+    assert!(
+        !collector.contacted(),
+        "the collector was contacted:\n{stderr}"
+    );
+}
+
+#[test]
+fn bad_otlp_settings_are_named_before_anything_starts() {
+    let collector = Collector::new();
+    let url = collector.url();
+    let port = url.rsplit(':').next().unwrap_or_default().to_owned();
+    let with_credentials = format!("http://alice:hunter2@127.0.0.1:{port}");
+    let none: &[(&str, &str)] = &[];
+    // (flags, variables, what the error must name, a secret it must not show)
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str, &str)> = vec![
+        (
+            vec!["--otlp-endpoint", "http://127.0.0.1:99999"],
+            vec![],
+            "--otlp-endpoint",
+            "",
+        ),
+        (
+            vec![],
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", &with_credentials)],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "hunter2",
+        ),
+        (
+            vec![
+                "--otlp-endpoint",
+                &url,
+                "--otlp-header",
+                "Authorization=Bearer s3cret\r\nX: 1",
+            ],
+            vec![],
+            "--otlp-header",
+            "s3cret",
+        ),
+        (
+            vec!["--otlp-endpoint", &url, "--otlp-timeout", "0s"],
+            vec![],
+            "--otlp-timeout",
+            "",
+        ),
+        (
+            vec!["--otlp-endpoint", &url],
+            vec![("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz")],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "s3cret",
+        ),
+        (
+            vec!["--otlp-endpoint", &url],
+            vec![("OTEL_RESOURCE_ATTRIBUTES", "=,x")],
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "",
+        ),
+    ];
+    for (args, env, names, secret) in cases {
+        let what = format!("spanlet run {args:?} with {env:?}");
+        let env = if env.is_empty() { none.to_vec() } else { env };
+        let out = run_with(&args, &env);
+        let stderr = assert_clean_failure(&what, &out);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: expected a one-line error, got:\n{stderr}"
+        );
+        assert!(
+            lines[0].contains(names),
+            "{what}: the error should name {names}: {}",
+            lines[0]
+        );
+        assert!(
+            !lines[0].contains("999999999"),
+            "{what}: the setting, not the PID, is the first error: {}",
+            lines[0]
+        );
+        if !secret.is_empty() {
+            assert!(
+                !stderr.contains(secret),
+                "{what}: the secret was shown: {stderr}"
+            );
+        }
+        if names == "OTEL_RESOURCE_ATTRIBUTES" {
+            assert!(
+                !lines[0].to_lowercase().contains("header"),
+                "{what}: resource attributes are not a header: {}",
+                lines[0]
+            );
+        }
+        assert!(
+            !collector.contacted(),
+            "{what}: the collector was contacted"
+        );
+    }
+}

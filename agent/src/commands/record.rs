@@ -7,6 +7,7 @@ use spanlet::{
     procfs,
     record::{LiveOtlp, RecordOptions, RecordSummary, record},
     report::format_duration_ns,
+    term_escape::Escaped,
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -76,7 +77,8 @@ pub fn print_summary(summary: &RecordSummary, destination: &str) -> ExitCode {
             e.dropped_at_exit
         );
         if let Some(err) = &e.last_error {
-            eprintln!("spanlet: OTLP: last error: {err}");
+            // It may quote the collector's answer.
+            eprintln!("spanlet: OTLP: last error: {}", Escaped(err));
         }
     }
     if s.dropped_pids_map_full > 0 {

@@ -20,10 +20,11 @@ use super::record::{live_otlp, print_summary};
 const LAST_METRICS: Duration = Duration::from_secs(5);
 
 pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
+    // All settings are checked first, then privileges, before anything
+    // starts (a metrics export included).
     let settings = RunSettings::new(&args)?;
-    // Missing privileges are named before anything else is tried.
-    caps::check_node_agent()?;
     let mut otlp = live_otlp(&args.otlp)?;
+    caps::check_node_agent()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,10 +84,15 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         };
         let summary = record_node(opts, node).await;
         let _ = stop_tx.send(true);
-        // The last metrics, within the grace period a DaemonSet's pod has.
+        // The last metrics, within the grace period a DaemonSet's pod has;
+        // none when recording failed: that is mostly a setting the kernel
+        // or /proc refused (a --pid that does not exist), whose error is
+        // printed at once, not after an export to the collector.
         if let Some(metrics) = metrics {
             let abort = metrics.abort_handle();
-            if tokio::time::timeout(LAST_METRICS, metrics).await.is_err() {
+            if summary.is_err() {
+                abort.abort();
+            } else if tokio::time::timeout(LAST_METRICS, metrics).await.is_err() {
                 abort.abort();
                 tracing::warn!("the last metrics export did not finish within {LAST_METRICS:?}");
             }

@@ -24,6 +24,7 @@ use tonic::{
 use crate::error_text::{causes, error_chain};
 
 use super::{
+    endpoint::redact_url,
     mapping::Requests,
     settings::{Protocol, Settings, Tls},
 };
@@ -72,7 +73,9 @@ enum Transport {
     Http(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
-/// A connection to one collector (made lazily, re-made as needed).
+/// A connection to one collector (made lazily, re-made as needed). The
+/// settings were checked by [`Settings::resolve`]; what is checked again
+/// here only guards against settings built another way.
 pub struct Sender {
     settings: Settings,
     transport: Transport,
@@ -90,7 +93,7 @@ impl Sender {
                 let channel = |url: &str| -> Result<Channel, SendError> {
                     let mut endpoint = Endpoint::from_shared(url.to_owned())
                         .map_err(|e| SendError::Endpoint {
-                            endpoint: url.to_owned(),
+                            endpoint: redact_url(url).into_owned(),
                             reason: e.to_string(),
                         })?
                         .connect_timeout(settings.timeout)
@@ -123,7 +126,7 @@ impl Sender {
                     &settings.metrics_endpoint,
                 ] {
                     url.parse::<http::Uri>().map_err(|e| SendError::Endpoint {
-                        endpoint: url.clone(),
+                        endpoint: redact_url(url).into_owned(),
                         reason: e.to_string(),
                     })?;
                 }
@@ -171,11 +174,15 @@ impl Sender {
     }
 
     async fn send_one(&mut self, payload: Payload<'_>) -> Result<(), SendError> {
-        let endpoint = match payload {
-            Payload::Logs(_) => self.settings.logs_endpoint.clone(),
-            Payload::Traces(_) => self.settings.traces_endpoint.clone(),
-            Payload::Metrics(_) => self.settings.metrics_endpoint.clone(),
+        let url = match payload {
+            Payload::Logs(_) => &self.settings.logs_endpoint,
+            Payload::Traces(_) => &self.settings.traces_endpoint,
+            Payload::Metrics(_) => &self.settings.metrics_endpoint,
         };
+        let url = url.clone();
+        // For messages: settings reject credentials in a URL, but a message
+        // must not show them even so.
+        let endpoint = redact_url(&url).into_owned();
         let timeout = self.settings.timeout;
         match &mut self.transport {
             Transport::Grpc(clients) => {
@@ -224,7 +231,7 @@ impl Sender {
                 } else {
                     body
                 };
-                let mut req = http::Request::post(&endpoint)
+                let mut req = http::Request::post(&url)
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf");
                 if self.settings.gzip {
                     req = req.header(http::header::CONTENT_ENCODING, "gzip");

@@ -1,6 +1,8 @@
 //! OpenTelemetry export: spanlets as OTLP log events and spans with links,
 //! sent to any collector over gRPC or HTTP/protobuf.
 pub mod client;
+pub mod endpoint;
+pub mod kv_list;
 pub mod live;
 pub mod mapping;
 pub mod settings;
@@ -37,7 +39,7 @@ impl ResourceSettings {
         Ok(Self {
             service_name: var("OTEL_SERVICE_NAME").map(|v| v.trim().to_owned()),
             attributes: match var("OTEL_RESOURCE_ATTRIBUTES") {
-                Some(list) => settings::parse_headers(&list)?,
+                Some(list) => kv_list::parse_list("OTEL_RESOURCE_ATTRIBUTES", &list)?,
                 None => Vec::new(),
             },
             host_name: host_name.to_owned(),

@@ -1,7 +1,12 @@
 //! Where and how to send OTLP, from the standard `OTEL_EXPORTER_OTLP_*`
 //! variables (the OpenTelemetry SDK configuration specification), with
-//! spanlet's flags taking precedence.
+//! spanlet's flags taking precedence. Everything is checked here, once,
+//! before anything starts: a value the clients would refuse later would
+//! otherwise fail every batch. Errors name the flag or variable, and never
+//! show a header's value or a URL's credentials.
 use std::{collections::HashMap, time::Duration};
+
+use super::{endpoint::check_endpoint, kv_list::parse_list};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -78,7 +83,8 @@ pub struct Tls {
 pub struct Overrides {
     pub endpoint: Option<String>,
     pub protocol: Option<Protocol>,
-    pub headers: Vec<(String, String)>,
+    /// `--otlp-header` values as given, `KEY=VALUE` (not percent-decoded).
+    pub headers: Vec<String>,
     pub timeout: Option<Duration>,
     pub compression: Option<String>,
     pub certificate: Option<String>,
@@ -88,18 +94,26 @@ pub struct Overrides {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
-    #[error("unknown OTLP protocol {0:?} (use grpc or http/protobuf)")]
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL: unknown OTLP protocol {0:?} (use grpc or http/protobuf)")]
     Protocol(String),
-    #[error("unknown OTLP compression {0:?} (use gzip or none)")]
-    Compression(String),
-    #[error("OTLP timeout {0:?} is not a number of milliseconds")]
-    Timeout(String),
+    #[error("{setting}: unknown OTLP compression {value:?} (use gzip or none)")]
+    Compression {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("--otlp-timeout must be longer than 0")]
+    ZeroTimeout,
     #[error("{name} {value:?} is not a positive number of milliseconds")]
     Milliseconds { name: &'static str, value: String },
     #[error("unknown OTEL_METRICS_EXPORTER {0:?} (use otlp or none)")]
     MetricsExporter(String),
-    #[error("OTLP endpoint {0:?} must start with http:// or https://")]
-    Endpoint(String),
+    /// `url` is redacted (no credentials).
+    #[error("{setting}: OTLP endpoint {url} {reason}")]
+    Endpoint {
+        setting: String,
+        url: String,
+        reason: String,
+    },
     #[error("cannot read {what} {path:?}: {reason}")]
     TlsFile {
         what: &'static str,
@@ -108,9 +122,18 @@ pub enum SettingsError {
     },
     #[error("a client certificate needs its key, and a key its certificate (mutual TLS)")]
     ClientIdentity,
-    #[error("OTLP header {0:?} is not key=value")]
-    Header(String),
+    #[error("{var}: {reason}")]
+    List { var: String, reason: String },
+    #[error("{setting}: OTLP header {key:?} {reason}")]
+    Header {
+        setting: &'static str,
+        key: String,
+        reason: &'static str,
+    },
 }
+
+const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+const HEADER_FLAG: &str = "--otlp-header";
 
 impl Settings {
     /// From the process environment and `flags`.
@@ -135,16 +158,18 @@ impl Settings {
             (None, None) => Protocol::HttpProtobuf,
         };
         let signal_endpoint = |signal: &str, path: &str| -> Result<String, SettingsError> {
+            let signal_var = format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT");
             if flags.endpoint.is_none()
-                && let Some(url) = var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+                && let Some(url) = var(&signal_var)
             {
-                return check_url(url);
+                return check_endpoint(&signal_var, url);
             }
             let base = match (
                 flags.endpoint.as_deref(),
                 var("OTEL_EXPORTER_OTLP_ENDPOINT"),
             ) {
-                (Some(e), _) | (None, Some(e)) => check_url(e)?,
+                (Some(e), _) => check_endpoint("--otlp-endpoint", e)?,
+                (None, Some(e)) => check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", e)?,
                 (None, None) => match protocol {
                     Protocol::Grpc => "http://localhost:4317".to_owned(),
                     Protocol::HttpProtobuf => "http://localhost:4318".to_owned(),
@@ -159,30 +184,29 @@ impl Settings {
         let traces_endpoint = signal_endpoint("TRACES", "v1/traces")?;
         let metrics_endpoint = signal_endpoint("METRICS", "v1/metrics")?;
 
-        let mut headers = match var("OTEL_EXPORTER_OTLP_HEADERS") {
-            Some(list) => parse_headers(list)?,
-            None => Vec::new(),
-        };
-        for (k, v) in &flags.headers {
-            headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(k));
-            headers.push((k.clone(), v.clone()));
-        }
+        let headers = headers(protocol, var(HEADERS_VAR), &flags.headers)?;
         let timeout = match (flags.timeout, var("OTEL_EXPORTER_OTLP_TIMEOUT")) {
+            (Some(Duration::ZERO), _) => return Err(SettingsError::ZeroTimeout),
             (Some(t), _) => t,
-            (None, Some(ms)) => Duration::from_millis(
-                ms.parse()
-                    .map_err(|_| SettingsError::Timeout(ms.to_owned()))?,
-            ),
+            (None, Some(ms)) => positive_millis("OTEL_EXPORTER_OTLP_TIMEOUT", ms)?,
             (None, None) => Duration::from_secs(10),
         };
-        let gzip = match flags
-            .compression
-            .as_deref()
-            .or(var("OTEL_EXPORTER_OTLP_COMPRESSION"))
-        {
+        let (compression_source, compression) = match &flags.compression {
+            Some(c) => ("--otlp-compression", Some(c.as_str())),
+            None => (
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                var("OTEL_EXPORTER_OTLP_COMPRESSION"),
+            ),
+        };
+        let gzip = match compression {
             None | Some("none") => false,
             Some("gzip") => true,
-            Some(other) => return Err(SettingsError::Compression(other.to_owned())),
+            Some(other) => {
+                return Err(SettingsError::Compression {
+                    setting: compression_source,
+                    value: other.to_owned(),
+                });
+            }
         };
         let file = |what: &'static str, flag: &Option<String>, name: &str| {
             let path = flag.as_deref().or(var(name));
@@ -234,15 +258,7 @@ impl MetricsExport {
         let defaults = Self::default();
         let millis = |name: &'static str, default: Duration| match var(name) {
             None => Ok(default),
-            Some(v) => match v.parse::<u64>() {
-                // Zero would make the reader spin (interval) or never
-                // succeed (timeout).
-                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-                _ => Err(SettingsError::Milliseconds {
-                    name,
-                    value: v.to_owned(),
-                }),
-            },
+            Some(v) => positive_millis(name, v),
         };
         Ok(Self {
             enabled: match var("OTEL_METRICS_EXPORTER") {
@@ -256,53 +272,79 @@ impl MetricsExport {
     }
 }
 
-fn check_url(url: &str) -> Result<String, SettingsError> {
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(SettingsError::Endpoint(url.to_owned()));
+/// A variable's number of milliseconds. Zero would make a timeout never
+/// succeed, or the metric reader spin.
+fn positive_millis(name: &'static str, v: &str) -> Result<Duration, SettingsError> {
+    match v.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(SettingsError::Milliseconds {
+            name,
+            value: v.to_owned(),
+        }),
     }
-    Ok(url.to_owned())
 }
 
-/// `key1=value1,key2=value2`, values percent-decoded (W3C baggage style, as
-/// the specification says for `OTEL_EXPORTER_OTLP_HEADERS` and
-/// `OTEL_RESOURCE_ATTRIBUTES`).
-pub fn parse_headers(list: &str) -> Result<Vec<(String, String)>, SettingsError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| SettingsError::Header(item.to_owned()))?;
-            let k = k.trim();
-            if k.is_empty() {
-                return Err(SettingsError::Header(item.to_owned()));
-            }
-            Ok((k.to_owned(), percent_decode(v.trim())))
-        })
-        .collect()
+/// The variable's headers, then the flags' (which replace a variable's
+/// header of the same name), each checked as the protocol will send it.
+fn headers(
+    protocol: Protocol,
+    list: Option<&str>,
+    flags: &[String],
+) -> Result<Vec<(String, String)>, SettingsError> {
+    let mut headers = Vec::new();
+    for (k, v) in parse_list(HEADERS_VAR, list.unwrap_or_default())? {
+        check_header(HEADERS_VAR, protocol, &k, &v)?;
+        headers.push((k, v));
+    }
+    for (i, item) in flags.iter().enumerate() {
+        // Taken as given: a flag's value is not percent-encoded.
+        let (k, v) = item
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v))
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| SettingsError::List {
+                var: HEADER_FLAG.to_owned(),
+                reason: format!("value {} is not KEY=VALUE with a non-empty KEY", i + 1),
+            })?;
+        check_header(HEADER_FLAG, protocol, k, v)?;
+        headers.retain(|(hk, _): &(String, String)| !hk.eq_ignore_ascii_case(k));
+        headers.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(headers)
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+/// What the HTTP and gRPC clients would refuse when sending.
+fn check_header(
+    source: &'static str,
+    protocol: Protocol,
+    key: &str,
+    value: &str,
+) -> Result<(), SettingsError> {
+    let bad = |reason| SettingsError::Header {
+        setting: source,
+        key: key.to_owned(),
+        reason,
+    };
+    if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+        return Err(bad("is not a valid header name"));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(bad(
+            "has a value with a control character (CR, LF, NUL...), which no header may carry",
+        ));
+    }
+    if protocol == Protocol::Grpc {
+        use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+        if AsciiMetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).is_err() {
+            return Err(bad(
+                "is not a valid gRPC metadata key (binary -bin keys are not supported)",
+            ));
+        }
+        if AsciiMetadataValue::try_from(value).is_err() {
+            return Err(bad("has a value gRPC metadata cannot carry"));
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -393,7 +435,7 @@ mod tests {
         let flags = Overrides {
             endpoint: Some("http://flag:4317".into()),
             protocol: Some(Protocol::Grpc),
-            headers: vec![("x".into(), "2".into())],
+            headers: vec!["x=2".into()],
             timeout: Some(Duration::from_secs(1)),
             compression: Some("none".into()),
             ..Default::default()
@@ -409,6 +451,59 @@ mod tests {
     }
 
     #[test]
+    fn bad_flags_are_named_without_their_secrets() {
+        let bad = |flags: Overrides| Settings::resolve(&env(&[]), &flags).unwrap_err();
+        let zero = bad(Overrides {
+            timeout: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        assert_eq!(zero, SettingsError::ZeroTimeout);
+        for header in [
+            "Authorization=Bearer s3cret\r\nX-Evil: 1",
+            "Authorization=s3cret\n",
+        ] {
+            let err = bad(Overrides {
+                headers: vec![header.into()],
+                ..Default::default()
+            });
+            let text = err.to_string();
+            assert!(
+                text.starts_with("--otlp-header: OTLP header \"Authorization\""),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        let err = bad(Overrides {
+            headers: vec!["s3cret".into()],
+            ..Default::default()
+        })
+        .to_string();
+        assert!(
+            err.starts_with("--otlp-header:") && !err.contains("s3cret"),
+            "{err}"
+        );
+        // A binary (-bin) key: HTTP carries it, gRPC ASCII metadata does not.
+        let binary = || vec!["x-ctx-bin=abc".to_owned()];
+        let http = Overrides {
+            headers: binary(),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&env(&[]), &http).is_ok());
+        let grpc = Overrides {
+            headers: binary(),
+            protocol: Some(Protocol::Grpc),
+            ..Default::default()
+        };
+        assert!(matches!(bad(grpc), SettingsError::Header { .. }));
+        let endpoint = bad(Overrides {
+            endpoint: Some("http://127.0.0.1:99999".into()),
+            ..Default::default()
+        })
+        .to_string();
+        assert!(endpoint.starts_with("--otlp-endpoint:"), "{endpoint}");
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let bad = |k: &str, v: &str| Settings::resolve(&env(&[(k, v)]), &Overrides::default());
         assert_eq!(
@@ -417,7 +512,11 @@ mod tests {
         );
         assert!(matches!(
             bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
-            Err(SettingsError::Endpoint(_))
+            Err(SettingsError::Endpoint { setting, .. }) if setting == "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:99999"),
+            Err(SettingsError::Endpoint { setting, .. }) if setting == "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
         ));
         assert!(matches!(
             bad("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
@@ -427,13 +526,36 @@ mod tests {
             bad("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/hostname"),
             Err(SettingsError::ClientIdentity)
         );
-        assert!(matches!(
-            bad("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
-            Err(SettingsError::Timeout(_))
-        ));
+        for v in ["10s", "0"] {
+            assert_eq!(
+                bad("OTEL_EXPORTER_OTLP_TIMEOUT", v),
+                Err(SettingsError::Milliseconds {
+                    name: "OTEL_EXPORTER_OTLP_TIMEOUT",
+                    value: v.into()
+                })
+            );
+        }
         assert!(matches!(
             bad("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
-            Err(SettingsError::Header(_))
+            Err(SettingsError::List { var, .. }) if var == "OTEL_EXPORTER_OTLP_HEADERS"
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_HEADERS", "api-key=%zz"),
+            Err(SettingsError::List { var, .. }) if var == "OTEL_EXPORTER_OTLP_HEADERS"
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%0D%0AX-Evil: 1"),
+            Err(SettingsError::Header {
+                setting: "OTEL_EXPORTER_OTLP_HEADERS",
+                ..
+            })
+        ));
+        assert!(matches!(
+            bad("OTEL_EXPORTER_OTLP_HEADERS", "bad key=1"),
+            Err(SettingsError::Header {
+                setting: "OTEL_EXPORTER_OTLP_HEADERS",
+                ..
+            })
         ));
         for v in ["0", "1m", "-5"] {
             assert_eq!(

@@ -6,8 +6,11 @@ use std::{
 };
 
 use super::{Report, ResourceReport, StatsReport, ThreadStat};
+use crate::term_escape::{Escaped, escape};
 
-/// Renders `report` as text, one block per resource.
+/// Renders `report` as text, one block per resource. Every string that
+/// came from a traced process or the capture file is escaped
+/// ([`crate::term_escape`]): a report is read on a terminal.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     header(&mut out, report);
@@ -36,13 +39,15 @@ fn header(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "host {}, kernel {}, spanlet {}",
-        m.hostname, m.kernel_release, m.agent_version
+        Escaped(&m.hostname),
+        Escaped(&m.kernel_release),
+        Escaped(&m.agent_version)
     );
     let started =
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(m.start_unix_nano));
     let duration = r.duration_ns.map_or("unknown".into(), format_duration_ns);
     let ended = match &r.end {
-        Some(reason) => format!("ended: {reason}"),
+        Some(reason) => format!("ended: {}", Escaped(reason)),
         None => "did not end cleanly".into(),
     };
     let _ = writeln!(out, "started {started}, duration {duration}, {ended}");
@@ -106,10 +111,15 @@ fn drops(out: &mut String, stats: Option<&StatsReport>) {
 fn resource(out: &mut String, rank: usize, r: &ResourceReport) {
     let what = match (r.kernel_lock, &r.socket) {
         (Some(lock), _) => format!("{} ({lock}) key {:#x}", r.kind, r.addr),
-        (None, Some(socket)) => format!("{} ({socket}) inode {}", r.kind, r.addr),
+        (None, Some(socket)) => format!("{} ({}) inode {}", r.kind, Escaped(socket), r.addr),
         (None, None) => format!("{} {:#x}", r.kind, r.addr),
     };
-    let _ = writeln!(out, "#{rank} {what} in pid {} ({})", r.pid, r.process);
+    let _ = writeln!(
+        out,
+        "#{rank} {what} in pid {} ({})",
+        r.pid,
+        Escaped(&r.process)
+    );
     if r.waits > 0 {
         let _ = writeln!(
             out,
@@ -159,7 +169,7 @@ fn threads(out: &mut String, label: &str, list: &[ThreadStat]) {
             format!(
                 "{} ({}) x{} ({})",
                 t.tid,
-                t.name,
+                Escaped(&t.name),
                 t.waits,
                 format_duration_ns(t.wait_ns)
             )
@@ -168,16 +178,18 @@ fn threads(out: &mut String, label: &str, list: &[ThreadStat]) {
     let _ = writeln!(out, "    {label}: {}", items.join(", "));
 }
 
-/// A command line as a shell would accept it back, for copy and paste.
+/// A command line as a shell would accept it back, for copy and paste
+/// (a word with control characters shows them escaped, not as they were).
 fn shell_words(words: &[String]) -> String {
     let quoted: Vec<String> = words
         .iter()
         .map(|w| {
+            let w = escape(w);
             let plain = !w.is_empty()
                 && w.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
             if plain {
-                w.clone()
+                w.into_owned()
             } else {
                 format!("'{}'", w.replace('\'', r"'\''"))
             }
@@ -292,6 +304,30 @@ mod tests {
         assert!(text.contains("waits 1  total 1.23ms"), "{text}");
         assert!(text.contains("holders: 101 (holder) x1 (1.23ms)"), "{text}");
         assert!(text.contains("wakers: 102 (waker) x1 (1.23ms)"), "{text}");
+    }
+
+    #[test]
+    fn text_escapes_what_traced_processes_named() {
+        let mut c = sample_capture();
+        let hostile = "\x1b]0;PWN\x07\x1b[2J";
+        c.threads.insert((100, 101), hostile.into());
+        if let Some(p) = c.processes.get_mut(&100) {
+            p.comm = "a\u{9b}31mb".into();
+        }
+        c.meta.command = Some(vec!["./app".into(), "x\ny".into()]);
+        c.meta.hostname = "h\x1b[1m".into();
+        let text = render_text(&build_report(&c, 10));
+        assert!(
+            !text.chars().any(|ch| ch.is_control() && ch != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r"holders: 101 (\x1b]0;PWN\x07\x1b[2J) x1"),
+            "{text}"
+        );
+        assert!(text.contains(r"in pid 100 (a\u{9b}31mb)"), "{text}");
+        assert!(text.contains(r"command: ./app 'x\ny'"), "{text}");
+        assert!(text.contains(r"host h\x1b[1m,"), "{text}");
     }
 
     #[test]
