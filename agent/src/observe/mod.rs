@@ -9,6 +9,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod server;
 pub mod snapshot;
+pub mod table;
 
 pub use otlp::{agent_resource, export_periodically, metrics_request};
 pub use server::{State, serve};
