@@ -1,10 +1,13 @@
-//! The node agent hardened: the figures that close the books on the waits
-//! seen are all shown (summary line and /metrics).
+//! The node agent hardened: idle connections to its metrics port do not
+//! starve the kubelet's probes, and the figures that close the books on
+//! the waits seen are all shown (summary line and /metrics).
 //!
 //! Needs root and eBPF, and rotel (`cargo xtask setup` installs it).
 
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use spanlet_tests::{
     Background, C_MUTEX, Reaped,
@@ -134,10 +137,15 @@ fn run_metrics_close_the_books() {
             .iter()
             .map(|k| m(&format!("spanlet_spanlets_total{{kind=\"{k}\"}}")))
             .sum::<Option<f64>>()?;
-        let dropped: f64 = ["ringbuf_full", "wait_map_full", "user_queue_full", "malformed"]
-            .iter()
-            .map(|c| m(&format!("spanlet_dropped_total{{cause=\"{c}\"}}")))
-            .sum::<Option<f64>>()?;
+        let dropped: f64 = [
+            "ringbuf_full",
+            "wait_map_full",
+            "user_queue_full",
+            "malformed",
+        ]
+        .iter()
+        .map(|c| m(&format!("spanlet_dropped_total{{cause=\"{c}\"}}")))
+        .sum::<Option<f64>>()?;
         let accounted = recorded
             + m("spanlet_waits_below_min_wait_total")?
             + m("spanlet_waits_thread_exited_total")?
@@ -158,4 +166,80 @@ fn run_metrics_close_the_books() {
         std::thread::sleep(Duration::from_millis(200));
     }
     stop_agent(agent);
+}
+
+/// `GET /healthz` as a kubelet probe does, given `within` for all of it:
+/// the status, or why there was none.
+fn probe(port: u16, within: Duration) -> Result<u16, String> {
+    let deadline = Instant::now() + within;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        stream
+            .set_read_timeout(Some(left()))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read after {} bytes: {e}", text.len())),
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {text:?}"))
+}
+
+/// Keeps `n` connections to `port` open that never send a byte: those
+/// the agent closed are opened again, as a client bent on it would.
+fn keep_idle(port: u16, idle: &mut Vec<TcpStream>, n: usize) {
+    idle.retain(|s| matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock));
+    while idle.len() < n {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect an idle client");
+        s.set_nonblocking(true).expect("nonblocking");
+        idle.push(s);
+    }
+}
+
+/// 150 idle connections to the metrics port (reopened when closed), and
+/// 20 liveness probes: every one answers 200 within the DaemonSet's 2 s
+/// probe timeout.
+#[test]
+fn run_answers_probes_with_150_idle_connections_open() {
+    let _serial = kernel_test_lock();
+    if !kernel_ready() {
+        return;
+    }
+    let Some(rotel) = Rotel::start() else {
+        return;
+    };
+    let cgroup = TestCgroup::new("probes");
+    let port = Rotel::free_ports().0;
+    let parent = cgroup.parent.display().to_string();
+    let agent = start_agent(&["--cgroup", &parent], &rotel, port);
+    let mut idle = Vec::new();
+    let mut failed = Vec::new();
+    for n in 0..20 {
+        keep_idle(port, &mut idle, 150);
+        match probe(port, Duration::from_secs(2)) {
+            Ok(200) => {}
+            other => failed.push(format!("probe {n}: {other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(idle);
+    stop_agent(agent);
+    assert!(failed.is_empty(), "of 20 probes, failed: {failed:#?}");
 }

@@ -5,6 +5,7 @@
 //! The agent's loop fills a [`Snapshot`] and calls [`State::publish`],
 //! [`State::beat`] and [`State::set_ready`]; [`serve`] and
 //! [`export_periodically`] read from the same [`State`].
+pub mod connections;
 pub mod otlp;
 pub mod prometheus;
 pub mod server;
