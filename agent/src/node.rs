@@ -215,6 +215,8 @@ impl Node {
             spanlets_by_kind: figures.spanlets_by_kind.clone(),
             waits_seen: s.waits_seen,
             below_min_wait: s.below_min_wait,
+            exited_in_wait: s.exited_in_wait,
+            waits_ended_at_wake: s.waits_ended_at_wake,
             drops_by_cause: drops,
             exported: export(ExportCounters::exported),
             export_failed_batches: export(ExportCounters::failed_batches),

@@ -48,7 +48,7 @@ pub fn task() -> Result<()> {
         .args(["lint", "--strict"])
         .arg(&chart))
     .context("`helm lint` found problems in deploy/helm/spanlet")?;
-    let rendered = render(&chart)?;
+    let rendered = render(&chart, None)?;
     validate(rendered.path())?;
     let objects = yaml_documents(rendered.path())?;
     same_objects(&manifest, &objects)?;
@@ -56,6 +56,34 @@ pub fn task() -> Result<()> {
         "ok: deploy/helm/spanlet renders the manifest's objects (all but its Namespace) \
          with default values"
     );
+    network_policy(&chart)
+}
+
+/// The optional NetworkPolicy (off by default, so not in the manifest),
+/// rendered with a peer allowed to scrape and validated like the rest.
+fn network_policy(chart: &Path) -> Result<()> {
+    let values = tempfile::Builder::new()
+        .prefix("spanlet-values-")
+        .suffix(".yaml")
+        .tempfile()?;
+    fs::write(
+        values.path(),
+        "networkPolicy:\n  enabled: true\n  metricsFrom:\n    - namespaceSelector:\n        \
+         matchLabels:\n          kubernetes.io/metadata.name: monitoring\n",
+    )?;
+    let rendered = render(chart, Some(values.path()))?;
+    validate(rendered.path())?;
+    let objects = yaml_documents(rendered.path())?;
+    let policy = objects
+        .iter()
+        .find(|o| o["kind"] == "NetworkPolicy")
+        .context("networkPolicy.enabled=true renders no NetworkPolicy")?;
+    let port = &policy["spec"]["ingress"][0]["ports"][0]["port"];
+    ensure!(
+        *port == 9464,
+        "the NetworkPolicy does not open the metrics port 9464: {policy}"
+    );
+    eprintln!("ok: deploy/helm/spanlet with networkPolicy.enabled renders a valid NetworkPolicy");
     Ok(())
 }
 
@@ -97,16 +125,20 @@ fn validate(path: &Path) -> Result<()> {
     })
 }
 
-/// The chart as `helm install spanlet deploy/helm/spanlet -n spanlet` would
-/// apply it, in a temporary file.
-fn render(chart: &Path) -> Result<tempfile::NamedTempFile> {
-    let yaml = stdout_of(
-        Command::new(helm_bin())
-            .args(["template", RELEASE])
-            .arg(chart)
-            .args(["--namespace", RELEASE, "--kube-version", KUBERNETES_VERSION]),
-    )
-    .context("`helm template` failed on deploy/helm/spanlet")?;
+/// The chart as `helm install spanlet deploy/helm/spanlet -n spanlet
+/// [--values VALUES]` would apply it, in a temporary file.
+fn render(chart: &Path, values: Option<&Path>) -> Result<tempfile::NamedTempFile> {
+    let mut helm = Command::new(helm_bin());
+    helm.args(["template", RELEASE]).arg(chart).args([
+        "--namespace",
+        RELEASE,
+        "--kube-version",
+        KUBERNETES_VERSION,
+    ]);
+    if let Some(values) = values {
+        helm.arg("--values").arg(values);
+    }
+    let yaml = stdout_of(&mut helm).context("`helm template` failed on deploy/helm/spanlet")?;
     let file = tempfile::Builder::new()
         .prefix("spanlet-chart-")
         .suffix(".yaml")

@@ -58,14 +58,18 @@ pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
 /// Prints what a recording did; the exit code follows a launched command's.
 pub fn print_summary(summary: &RecordSummary, destination: &str) -> ExitCode {
     let s = &summary.stats;
+    // Every figure that closes the books on the waits seen: each was
+    // recorded, filtered, still open when its thread exited, or dropped.
     eprintln!(
-        "spanlet: {} spanlets in {} to {destination} ({}); {} waits seen, {} below --min-wait, {} dropped",
+        "spanlet: {} spanlets in {} to {destination} ({}); {} waits seen, {} below --min-wait, {} still waiting when their thread exited, {} dropped; {} recorded as ending at their wake-up",
         s.spanlets,
         format_duration_ns(u64::try_from(summary.elapsed.as_nanos()).unwrap_or(u64::MAX)),
         summary.end.reason,
         s.waits_seen,
         s.below_min_wait,
+        s.exited_in_wait,
         s.dropped(),
+        s.waits_ended_at_wake,
     );
     if let Some(e) = &summary.export {
         eprintln!(

@@ -5,10 +5,12 @@
 //! The agent's loop fills a [`Snapshot`] and calls [`State::publish`],
 //! [`State::beat`] and [`State::set_ready`]; [`serve`] and
 //! [`export_periodically`] read from the same [`State`].
+pub mod connections;
 pub mod otlp;
 pub mod prometheus;
 pub mod server;
 pub mod snapshot;
+pub mod table;
 
 pub use otlp::{agent_resource, export_periodically, metrics_request};
 pub use server::{State, serve};

@@ -2,7 +2,6 @@
 //! Prometheus endpoint, named the OpenTelemetry way, sent periodically to
 //! the collector that receives the spanlets.
 use std::{
-    collections::BTreeMap,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -18,7 +17,10 @@ use opentelemetry_proto::tonic::{
 };
 use tokio::sync::watch;
 
-use super::{Snapshot, State};
+use super::{
+    Snapshot, State,
+    table::{METRICS, Number, Values},
+};
 use crate::otlp::{ResourceSettings, Sender, mapping::SCOPE};
 
 /// How often at most a failing export is logged.
@@ -117,7 +119,7 @@ impl Builder {
         self.counter(name, unit, description, [(Vec::new(), value)]);
     }
 
-    fn gauge(&mut self, name: &str, unit: &str, description: &str, value: NumberValue) {
+    fn gauge(&mut self, name: &str, unit: &str, description: &str, value: Number) {
         let data_points = vec![NumberDataPoint {
             time_unix_nano: self.now,
             value: Some(value.into()),
@@ -127,129 +129,45 @@ impl Builder {
     }
 }
 
-enum NumberValue {
-    Int(u64),
-    Double(f64),
-}
-
-impl From<NumberValue> for number_data_point::Value {
-    fn from(v: NumberValue) -> Self {
+impl From<Number> for number_data_point::Value {
+    fn from(v: Number) -> Self {
         match v {
-            NumberValue::Int(i) => Self::AsInt(i64::try_from(i).unwrap_or(i64::MAX)),
-            NumberValue::Double(d) => Self::AsDouble(d),
+            // OTLP integers are signed; no real count comes near the limit.
+            Number::Int(i) => Self::AsInt(i64::try_from(i).unwrap_or(i64::MAX)),
+            Number::Float(d) => Self::AsDouble(d),
         }
     }
 }
 
-/// The snapshot as one OTLP metrics request: counters as monotonic
-/// cumulative sums starting at the agent's start, the rest as gauges.
+/// The snapshot as one OTLP metrics request: every metric of
+/// [`METRICS`], counters as monotonic cumulative sums starting at the
+/// agent's start, the rest as gauges.
 pub fn metrics_request(
     s: &Snapshot,
     resource: Resource,
     now_unix_nano: u64,
 ) -> ExportMetricsServiceRequest {
-    use NumberValue::{Double, Int};
     let mut b = Builder {
         start: s.start_unix_nano,
         now: now_unix_nano,
         metrics: Vec::new(),
     };
-    let labelled = |key: &'static str, counts: BTreeMap<&'static str, u64>| {
-        counts
-            .into_iter()
-            .map(move |(k, v)| (vec![string(key, k)], v))
-    };
-    b.counter(
-        "spanlet.spanlets",
-        "{spanlet}",
-        "Spanlets recorded, by kind.",
-        labelled("spanlet.kind", s.spanlets_per_kind()),
-    );
-    b.single_counter(
-        "spanlet.waits.seen",
-        "{wait}",
-        "Blocking waits seen in traced processes, before --min-wait.",
-        s.waits_seen,
-    );
-    b.single_counter(
-        "spanlet.waits.below_min_wait",
-        "{wait}",
-        "Waits left out for being shorter than --min-wait (on purpose, not lost).",
-        s.below_min_wait,
-    );
-    b.counter(
-        "spanlet.dropped",
-        "{spanlet}",
-        "Spanlets lost, by cause.",
-        labelled("spanlet.drop.cause", s.drops_per_cause()),
-    );
-    b.single_counter(
-        "spanlet.exported",
-        "{spanlet}",
-        "Spanlets delivered to the OTLP collector.",
-        s.exported,
-    );
-    b.single_counter(
-        "spanlet.export.errors",
-        "{batch}",
-        "OTLP batches of spanlets that failed after their retries.",
-        s.export_failed_batches,
-    );
-    b.single_counter(
-        "spanlet.metrics.export.errors",
-        "{export}",
-        "OTLP exports of these metrics that failed.",
-        s.metrics_export_failures,
-    );
-    b.gauge(
-        "spanlet.ringbuf.size",
-        "By",
-        "Size of the kernel-to-user ring buffer.",
-        Int(s.ringbuf_size_bytes),
-    );
-    b.gauge(
-        "spanlet.ringbuf.used",
-        "By",
-        "Bytes in the ring buffer not yet read.",
-        Int(s.ringbuf_used_bytes),
-    );
-    b.gauge(
-        "spanlet.ringbuf.fill_ratio",
-        "1",
-        "How full the ring buffer is, 0 to 1.",
-        Double(s.ringbuf_fill_ratio()),
-    );
-    b.gauge(
-        "spanlet.traced_processes",
-        "{process}",
-        "Processes being traced.",
-        Int(s.traced_processes),
-    );
-    b.single_counter(
-        "spanlet.probe.attach_failures",
-        "{probe}",
-        "Probes that could not be attached.",
-        s.probe_attach_failures,
-    );
-    b.single_counter(
-        "spanlet.selection.reloads",
-        "{reload}",
-        "Times the set of traced processes was chosen again.",
-        s.selection_reloads,
-    );
-    b.single_counter(
-        "spanlet.selection.reload_errors",
-        "{reload}",
-        "Reloads refused; the selection in force stayed.",
-        s.selection_reload_errors,
-    );
-    if let Some(pods) = s.k8s_pods {
-        b.gauge(
-            "spanlet.k8s.pods",
-            "{pod}",
-            "Pods known on this node.",
-            Int(pods),
-        );
+    for m in METRICS {
+        match (m.values)(s) {
+            Values::Count(n) => b.single_counter(m.otlp, m.unit, m.help, n),
+            Values::PerLabel {
+                attribute, counts, ..
+            } => b.counter(
+                m.otlp,
+                m.unit,
+                m.help,
+                counts
+                    .into_iter()
+                    .map(|(value, n)| (vec![string(attribute, value)], n)),
+            ),
+            Values::Gauge(n) => b.gauge(m.otlp, m.unit, m.help, n),
+            Values::Absent => {}
+        }
     }
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -354,6 +272,8 @@ impl FailureLog {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
     use super::*;
@@ -391,6 +311,8 @@ mod tests {
         s.ringbuf_size_bytes = 4096;
         s.ringbuf_used_bytes = 1024;
         s.waits_seen = 40;
+        s.exited_in_wait = 2;
+        s.waits_ended_at_wake = 1;
         let req = metrics_request(&s, Resource::default(), 5_000);
         let m = by_name(&req);
 
@@ -440,6 +362,16 @@ mod tests {
             panic!("waits.seen is a sum");
         };
         assert_eq!(int(&seen.data_points[0]), Some(40));
+        for (name, want) in [
+            ("spanlet.waits.thread_exited", 2),
+            ("spanlet.waits.ended_at_wake", 1),
+        ] {
+            let Some(Data::Sum(sum)) = &m[name].data else {
+                panic!("{name} is a sum: {:?}", m[name]);
+            };
+            assert!(sum.is_monotonic, "{name}");
+            assert_eq!(int(&sum.data_points[0]), Some(want), "{name}");
+        }
 
         for name in [
             "spanlet.exported",

@@ -1,7 +1,10 @@
 //! A [`Snapshot`] in the Prometheus text exposition format, version 0.0.4.
 use std::fmt::{Display, Write as _};
 
-use super::Snapshot;
+use super::{
+    Snapshot,
+    table::{METRICS, Number, Values},
+};
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -48,97 +51,24 @@ impl Text {
     }
 }
 
-/// The snapshot as Prometheus text.
+/// The snapshot as Prometheus text: every metric of [`METRICS`], then the
+/// build and start time.
 pub fn render(s: &Snapshot) -> String {
     use Type::{Counter, Gauge};
     let mut t = Text(String::with_capacity(4096));
-
-    t.family(
-        "spanlet_spanlets_total",
-        Counter,
-        "Spanlets recorded, by kind.",
-    );
-    for (kind, n) in s.spanlets_per_kind() {
-        t.sample("spanlet_spanlets_total", &[("kind", kind)], n);
-    }
-    t.single(
-        "spanlet_waits_seen_total",
-        Counter,
-        "Blocking waits seen in traced processes, before --min-wait.",
-        s.waits_seen,
-    );
-    t.single(
-        "spanlet_waits_below_min_wait_total",
-        Counter,
-        "Waits left out for being shorter than --min-wait (on purpose, not lost).",
-        s.below_min_wait,
-    );
-    t.family("spanlet_dropped_total", Counter, "Spanlets lost, by cause.");
-    for (cause, n) in s.drops_per_cause() {
-        t.sample("spanlet_dropped_total", &[("cause", cause)], n);
-    }
-    t.single(
-        "spanlet_exported_spanlets_total",
-        Counter,
-        "Spanlets delivered to the OTLP collector.",
-        s.exported,
-    );
-    t.single(
-        "spanlet_export_errors_total",
-        Counter,
-        "OTLP batches of spanlets that failed after their retries.",
-        s.export_failed_batches,
-    );
-    t.single(
-        "spanlet_metrics_export_errors_total",
-        Counter,
-        "OTLP exports of these metrics that failed.",
-        s.metrics_export_failures,
-    );
-    t.single(
-        "spanlet_ringbuf_size_bytes",
-        Gauge,
-        "Size of the kernel-to-user ring buffer.",
-        s.ringbuf_size_bytes,
-    );
-    t.single(
-        "spanlet_ringbuf_used_bytes",
-        Gauge,
-        "Bytes in the ring buffer not yet read.",
-        s.ringbuf_used_bytes,
-    );
-    t.single(
-        "spanlet_ringbuf_fill_ratio",
-        Gauge,
-        "How full the ring buffer is, 0 to 1.",
-        Float(s.ringbuf_fill_ratio()),
-    );
-    t.single(
-        "spanlet_traced_processes",
-        Gauge,
-        "Processes being traced.",
-        s.traced_processes,
-    );
-    t.single(
-        "spanlet_probe_attach_failures_total",
-        Counter,
-        "Probes that could not be attached.",
-        s.probe_attach_failures,
-    );
-    t.single(
-        "spanlet_selection_reloads_total",
-        Counter,
-        "Times the set of traced processes was chosen again.",
-        s.selection_reloads,
-    );
-    t.single(
-        "spanlet_selection_reload_errors_total",
-        Counter,
-        "Reloads refused; the selection in force stayed.",
-        s.selection_reload_errors,
-    );
-    if let Some(pods) = s.k8s_pods {
-        t.single("spanlet_k8s_pods", Gauge, "Pods known on this node.", pods);
+    for m in METRICS {
+        match (m.values)(s) {
+            Values::Count(n) => t.single(m.prometheus, Counter, m.help, n),
+            Values::PerLabel { label, counts, .. } => {
+                t.family(m.prometheus, Counter, m.help);
+                for (value, n) in counts {
+                    t.sample(m.prometheus, &[(label, value)], n);
+                }
+            }
+            Values::Gauge(Number::Int(n)) => t.single(m.prometheus, Gauge, m.help, n),
+            Values::Gauge(Number::Float(v)) => t.single(m.prometheus, Gauge, m.help, Float(v)),
+            Values::Absent => {}
+        }
     }
     t.family(
         "spanlet_build_info",
@@ -199,6 +129,8 @@ mod tests {
         s.spanlets_by_kind.insert("socket_wait", 3);
         s.waits_seen = 100;
         s.below_min_wait = 85;
+        s.exited_in_wait = 2;
+        s.waits_ended_at_wake = 1;
         s.drops_by_cause.insert("ringbuf_full", 7);
         s.exported = 10;
         s.export_failed_batches = 1;
@@ -262,6 +194,8 @@ mod tests {
         counter("spanlet_spanlets_total", Some(("kind", "futex_wait")), 0.0);
         counter("spanlet_waits_seen_total", None, 100.0);
         counter("spanlet_waits_below_min_wait_total", None, 85.0);
+        counter("spanlet_waits_thread_exited_total", None, 2.0);
+        counter("spanlet_waits_ended_at_wake_total", None, 1.0);
         counter(
             "spanlet_dropped_total",
             Some(("cause", "ringbuf_full")),

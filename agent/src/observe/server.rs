@@ -19,22 +19,23 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 
-use super::{Snapshot, prometheus};
+use super::{Snapshot, connections::Table, prometheus};
 
 /// How long the main loop may go without a beat before `/healthz` fails.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 64;
-/// A client must send a request's headers within this; it also closes idle
-/// kept-alive connections.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once; a new one beyond closes the longest idle.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client must send a request's headers within this, counted from the
+/// connection's start or its previous response; it also closes idle
+/// kept-alive connections. A probe or a scraper sends its request at once.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// No connection lives longer, whatever the client does: a probe or a
 /// scrape takes milliseconds, and clients reconnect.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
-/// How often at most a failing accept is logged.
-const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
+/// How often at most a failing accept, or shedding, is logged.
+const LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// What the endpoints show, shared between the agent's loop (which writes)
 /// and the server (which reads).
@@ -138,28 +139,32 @@ fn millis(d: Duration) -> u64 {
 
 /// Serves the endpoints on `listener` until `shutdown` completes; then
 /// stops accepting and closes open connections.
+///
+/// Every connection is accepted at once; when [`MAX_CONNECTIONS`] are open,
+/// the one idle longest is closed for the new one (see
+/// [`connections`](super::connections)), so idle or slow clients cannot
+/// starve the kubelet's probes.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
+    let mut table = Table::new(MAX_CONNECTIONS);
+    let mut connections: JoinSet<u64> = JoinSet::new();
     let mut last_accept_error: Option<Instant> = None;
+    let mut last_shed_log: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        // Reap finished connections so the set does not grow.
-        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = listener.accept() => accepted,
         };
-        let (stream, permit) = match accepted {
-            Ok(pair) => pair,
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
             Err(err) => {
                 // Out of file descriptors and the like: wait a little
                 // rather than spin, and do not flood the log.
-                if last_accept_error.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+                if last_accept_error.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                     tracing::warn!(%err, "metrics endpoint: cannot accept a connection");
                     last_accept_error = Some(Instant::now());
                 }
@@ -167,6 +172,19 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                 continue;
             }
         };
+        // Connections that ended leave the table before it sheds any.
+        while let Some(done) = connections.try_join_next() {
+            if let Ok(id) = done {
+                table.remove(id);
+            }
+        }
+        if table.make_room() > 0 && last_shed_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            tracing::warn!(
+                "metrics endpoint: {MAX_CONNECTIONS} connections open; closing the longest idle for each new one"
+            );
+            last_shed_log = Some(Instant::now());
+        }
+        let (id, stream, activity) = table.track(stream);
         let state = state.clone();
         let conn = http.serve_connection(
             TokioIo::new(stream),
@@ -175,29 +193,16 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                 async move { Ok::<_, Infallible>(response) }
             }),
         );
-        connections.spawn(async move {
+        let abort = connections.spawn(async move {
             // Past its lifetime a connection is just dropped.
             if let Ok(Err(err)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
                 tracing::debug!(%err, "metrics endpoint: connection error");
             }
-            drop(permit);
+            id
         });
+        table.insert(id, activity, abort);
     }
     connections.shutdown().await;
-}
-
-/// The next connection, once a slot is free for it.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let permit = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, permit))
 }
 
 fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -343,6 +348,40 @@ mod tests {
             "{head}"
         );
         assert_eq!(get(addr, "DELETE", "/healthz").await.0, 405);
+    }
+
+    /// Opens connections to `addr` that send nothing, until `idle` holds
+    /// `n` that the server has not closed.
+    async fn keep_idle(addr: std::net::SocketAddr, idle: &mut Vec<TcpStream>, n: usize) {
+        idle.retain(|s| {
+            let mut buf = [0u8; 1];
+            // Ok(0): closed by the server; WouldBlock: still open.
+            matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        while idle.len() < n {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+
+    /// 150 connections held open without a request (reopened as the
+    /// server closes them) must not keep a liveness probe waiting: the
+    /// kubelet gives it 2 s.
+    #[tokio::test]
+    async fn idle_connections_do_not_starve_the_probes() {
+        let state = Arc::new(State::default());
+        state.beat();
+        let (addr, _stop) = start(state).await;
+        let mut idle = Vec::new();
+        for probe in 0..20 {
+            keep_idle(addr, &mut idle, 150).await;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), get(addr, "GET", "/healthz")).await;
+            assert!(
+                matches!(answer, Ok((200, _, _))),
+                "probe {probe} of 20 with 150 idle connections open: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]

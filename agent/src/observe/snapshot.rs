@@ -31,6 +31,12 @@ pub struct Snapshot {
     pub waits_seen: u64,
     /// Waits left out for being shorter than `--min-wait`.
     pub below_min_wait: u64,
+    /// Waits still open when their thread exited (it never ran again):
+    /// nothing to record, counted so that the figures add up.
+    pub exited_in_wait: u64,
+    /// Waits recorded as ending at their wake-up because their thread's
+    /// switch-in was not seen (already in `spanlets_by_kind`).
+    pub waits_ended_at_wake: u64,
     /// Spanlets lost, by cause (see [`DROP_CAUSES`]).
     pub drops_by_cause: BTreeMap<&'static str, u64>,
     /// Spanlets delivered to the OTLP collector.
