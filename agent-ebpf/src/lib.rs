@@ -197,8 +197,13 @@ pub struct Config {
     /// so the agent can add processes that newly match its selection (a
     /// container's first program, a cgroup's newcomers).
     pub report_all_execs: u32,
+    /// `task_struct.start_boottime`: when the process started (boot-time
+    /// clock, ns), sent with each exec so the agent knows which process a
+    /// PID named then (PIDs are reused).
+    pub task_start_boottime_off: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 208);
+const _: () = assert!(size_of::<Config>() == 216);
 
 /// Kernel constants that are `#define`s (so not in BTF) but fixed ABI on
 /// x86_64.
@@ -302,8 +307,9 @@ pub enum EventKind {
     FutexWait = 1,
     /// [`MutexHoldEvent`]: one pthread mutex hold (uprobes, opt-in).
     MutexHold = 2,
-    /// [`ProcessExecEvent`]: a traced process ran a new program, whose
-    /// thread-context slot user space must find again.
+    /// [`ProcessExecEvent`]: a process ran a new program: a traced one's
+    /// thread-context slot must be found again, and an untraced one may now
+    /// be selected.
     ProcessExec = 3,
     /// [`KernelLockWaitEvent`]: one contended kernel lock wait (opt-in).
     KernelLockWait = 4,
@@ -533,8 +539,12 @@ const _: () = assert!(size_of::<FileKey>() == 16);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessExecEvent {
     pub header: EventHeader,
+    /// The process's `start_boottime` (ns since boot, suspend included):
+    /// with `header.pid`, which process this was, as
+    /// `/proc/PID/stat`'s start time (in clock ticks) tells it.
+    pub start_boottime_ns: u64,
 }
-const _: () = assert!(size_of::<ProcessExecEvent>() == 24);
+const _: () = assert!(size_of::<ProcessExecEvent>() == 32);
 
 /// One blocking futex wait: from the thread going off CPU inside a futex wait
 /// syscall to it running again. `header.ts_ns` is the time it ran again.

@@ -73,5 +73,7 @@ pub fn build(btf: &KernelBtf, opts: &LoadOptions) -> Result<Config, BtfError> {
         epitem_file_off: btf.member_offset("epitem", "ffd.file")?,
         epitem_fd_off: btf.member_offset("epitem", "ffd.fd")?,
         report_all_execs: u32::from(report_all_execs),
+        task_start_boottime_off: btf.member_offset("task_struct", "start_boottime")?,
+        _pad: 0,
     })
 }

@@ -448,13 +448,15 @@ impl Tracer {
             .count()
     }
 
-    /// Processes the kernel added to the PID set as forks of traced ones.
-    pub fn followed_pids(&self) -> Vec<u32> {
+    /// Every process in the PID set with the reason it is there, but a
+    /// spawner: added by the agent ([`PID_REASON_USER`]) or followed at
+    /// fork by the kernel ([`agent_ebpf::PID_REASON_FORK`]).
+    pub fn members(&self) -> Vec<(u32, u32)> {
         self.pids
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, e)| e.reason == agent_ebpf::PID_REASON_FORK)
-            .map(|(pid, _)| pid)
+            .filter(|(_, e)| e.reason != agent_ebpf::PID_REASON_SPAWNER)
+            .map(|(pid, e)| (pid, e.reason))
             .collect()
     }
 
@@ -463,11 +465,17 @@ impl Tracer {
         self.pids.get(&pid, 0).is_ok()
     }
 
-    /// Adds a process to the PID set.
+    /// Adds a process to the PID set and looks for its thread context.
     pub fn add_pid(&mut self, pid: u32) -> Result<(), LoadError> {
-        self.insert_pid(pid, PID_REASON_USER)?;
+        self.join_pid(pid)?;
         self.track_thread_ctx(pid);
         Ok(())
+    }
+
+    /// Adds a process to the PID set, nothing more: the caller checks it is
+    /// still the process it meant (see `targets`).
+    pub fn join_pid(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.insert_pid(pid, PID_REASON_USER)
     }
 
     fn insert_pid(&mut self, pid: u32, reason: u32) -> Result<(), LoadError> {
@@ -479,15 +487,21 @@ impl Tracer {
         })
     }
 
-    /// Rewrites the PID-hint slot of `pid` from its current value.
+    /// Rewrites the PID-hint slot of `pid` from its current value. An
+    /// unchanged value is not written back: writing "absent" (0) over a slot
+    /// the kernel filled meanwhile would hide a member (see `filter.rs`).
     fn update_hint(&mut self, pid: u32, value: impl FnOnce(u64) -> u64) -> Result<(), LoadError> {
         let index = pid & (PID_HINT_SLOTS - 1);
         let slot = self
             .pid_hints
             .get(&index, 0)
             .map_err(map_err(maps::PID_HINTS))?;
+        let new = value(slot);
+        if new == slot {
+            return Ok(());
+        }
         self.pid_hints
-            .set(index, value(slot), 0)
+            .set(index, new, 0)
             .map_err(map_err(maps::PID_HINTS))
     }
 

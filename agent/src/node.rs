@@ -116,7 +116,7 @@ impl Node {
         }
         let pids = self.targets.scan();
         self.targets.note_added(&pids);
-        pids.into_iter().map(|p| (p, PID_REASON_USER)).collect()
+        pids.into_iter().map(|(p, _)| (p, PID_REASON_USER)).collect()
     }
 
     /// Whether the agent keeps running when no traced process is left
@@ -125,9 +125,10 @@ impl Node {
         self.traces_all() || self.targets.selection().is_dynamic()
     }
 
-    /// A process exec'd: adds it if it is selected; true when added.
-    pub fn exec(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
-        !self.traces_all() && self.targets.on_exec(pid, tracer)
+    /// A process exec'd: adds it if it is selected and still the process
+    /// that exec'd (`start_boottime_ns`, from the kernel); true when added.
+    pub fn exec(&mut self, pid: u32, start_boottime_ns: u64, tracer: &mut Tracer) -> bool {
+        !self.traces_all() && self.targets.on_exec(pid, start_boottime_ns, tracer)
     }
 
     /// Every second: rescans when due or when the pods changed. Returns

@@ -3,17 +3,75 @@ use std::{fs, path::PathBuf};
 
 use crate::spanlet::{ProcessInfo, ThreadInfo};
 
-/// Whether the process is still running: it exists and is not a zombie
-/// (exited, waiting for its parent to reap it) or dead.
+/// `PF_EXITING` in a task's flags (`/proc/PID/stat` field 9): do_exit has
+/// begun, before the kernel's exit hooks run.
+const PF_EXITING: u64 = 0x4;
+
+/// What `/proc/PID/stat` (or a thread's) says about a task.
+struct TaskStat {
+    state: char,
+    flags: u64,
+    /// Field 22: when the process started, in clock ticks since boot.
+    start_ticks: u64,
+}
+
+impl TaskStat {
+    fn read(path: &str) -> Option<Self> {
+        parse_stat(&fs::read_to_string(path).ok()?)
+    }
+
+    /// Neither exiting nor exited (a zombie, or dead).
+    fn live(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x') && self.flags & PF_EXITING == 0
+    }
+}
+
+fn parse_stat(stat: &str) -> Option<TaskStat> {
+    // The fields follow the last ')' (the command name may contain one),
+    // from field 3 (the state) on.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(TaskStat {
+        state: fields.first()?.chars().next()?,
+        flags: fields.get(6)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// When the process started (clock ticks since boot, as `/proc/PID/stat`
+/// says), if it is alive: one of its threads is neither exiting nor
+/// exited. With the PID, the start time names one process: a PID is
+/// reused, the pair is not (but within one tick).
+pub fn live_start(pid: u32) -> Option<u64> {
+    let leader = TaskStat::read(&format!("/proc/{pid}/stat"))?;
+    if leader.live() {
+        return Some(leader.start_ticks);
+    }
+    // The main thread may have ended alone (it is a zombie until the last
+    // thread ends) while others run.
+    let others = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    others
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&tid| tid != pid)
+        .any(|tid| TaskStat::read(&format!("/proc/{pid}/task/{tid}/stat")).is_some_and(|t| t.live()))
+        .then_some(leader.start_ticks)
+}
+
+/// A kernel start time (`task_struct.start_boottime`, ns) in the clock
+/// ticks `/proc/PID/stat` shows it in, rounded the same way.
+pub fn boottime_ns_to_ticks(ns: u64) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100);
+    ns / (1_000_000_000 / hz)
+}
+
+/// Whether the process is still running: alive as [`live_start`] says.
 pub fn is_running(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the last ')' (the command name may contain one).
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z' | 'X' | 'x'))
+    live_start(pid).is_some()
 }
 
 /// Every process now (thread group leaders: /proc lists only those).
@@ -193,6 +251,49 @@ mod tests {
         );
         assert!(!is_running(pid));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn start_times_name_a_process_and_match_the_kernel_clock() {
+        let me = std::process::id();
+        let start = live_start(me).expect("this process is alive");
+        assert_eq!(live_start(me), Some(start));
+        // A child started after this process: a later (or, within one
+        // tick, the same) start time.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let child_start = live_start(child.id()).expect("the child is alive");
+        assert!(child_start >= start);
+        // CLOCK_BOOTTIME now, in ticks, is no earlier than the start.
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid out pointer.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) },
+            0
+        );
+        let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+        assert!(boottime_ns_to_ticks(now_ns) >= child_start);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(live_start(child.id()), None);
+    }
+
+    #[test]
+    fn an_exiting_task_is_not_live() {
+        let stat = |state: &str, flags: u64| {
+            format!("42 (a (b) c) {state} 1 42 42 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0")
+        };
+        let running = parse_stat(&stat("R", 0x400000)).unwrap();
+        assert!(running.live());
+        assert_eq!(running.start_ticks, 12345);
+        assert!(!parse_stat(&stat("R", 0x400004)).unwrap().live());
+        assert!(!parse_stat(&stat("Z", 0x400000)).unwrap().live());
+        assert!(parse_stat("42 (x) R 1").is_none());
     }
 
     #[test]

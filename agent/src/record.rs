@@ -512,7 +512,7 @@ async fn record_with(
                 Some(RawEvent::ProcessExec(exec)) => {
                     let pid = exec.header.pid;
                     let added = match node.as_mut() {
-                        Some(node) => node.exec(pid, &mut tracer),
+                        Some(node) => node.exec(pid, exec.start_boottime_ns, &mut tracer),
                         None => false,
                     };
                     if added {

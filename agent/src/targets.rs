@@ -6,7 +6,9 @@
 //! it is in a given cgroup (or below), or in a given container, or in a pod
 //! on this node that the Kubernetes selectors match (namespace and labels
 //! must then all match). `--all` traces every process but the agent.
-use std::collections::HashSet;
+use std::collections::HashMap;
+
+use agent_ebpf::PID_REASON_USER;
 
 use crate::{
     cgroup::{CgroupError, CgroupSel},
@@ -180,11 +182,20 @@ impl Selection {
 
 /// The selection at work: which processes the agent put in the kernel's
 /// PID set.
+///
+/// Membership is exact: a process is added only while it is alive and is
+/// the process that was selected (its start time still matches), and
+/// leaves when it exits. The kernel's exit hook removes it; one that
+/// exited before it was inserted (the hook found nothing to remove) is
+/// taken out again at once, as `PF_EXITING` is set before that hook runs;
+/// the periodic rescan sweeps out whatever else is dead, reused or no
+/// longer selected.
 pub struct Targets {
     selection: Selection,
     pods: Option<PodCache>,
-    /// PIDs this put in the set (forks the kernel followed are not here).
-    added: HashSet<u32>,
+    /// Processes this put in the set, with their start times (clock
+    /// ticks): a PID names a process only as long as it lives.
+    added: HashMap<u32, u64>,
     /// Selected processes that could not join the set (it was full).
     failed_adds: u64,
     own_pid: u32,
@@ -195,7 +206,7 @@ impl Targets {
         Self {
             selection,
             pods,
-            added: HashSet::new(),
+            added: HashMap::new(),
             failed_adds: 0,
             own_pid: std::process::id(),
         }
@@ -210,67 +221,92 @@ impl Targets {
         pid != self.own_pid && self.selection.matches(pid, self.pods.as_ref())
     }
 
-    /// The selected processes running now, for the initial PID set.
-    pub fn scan(&self) -> Vec<u32> {
+    /// The selected processes alive now, with their start times, for the
+    /// initial PID set. A zombie is not alive: its exit was already seen.
+    pub fn scan(&self) -> Vec<(u32, u64)> {
         procfs::all_pids()
             .into_iter()
-            .filter(|&pid| self.wants(pid))
+            .filter_map(|pid| {
+                let start = procfs::live_start(pid)?;
+                self.wants(pid).then_some((pid, start))
+            })
             .collect()
     }
 
-    /// Puts a process in the set. A full set (more selected processes than
-    /// it holds) is counted and logged, not fatal: the agent traces what
-    /// fits and keeps running.
-    fn add(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
-        match tracer.add_pid(pid) {
-            Ok(()) => {
-                self.added.insert(pid);
-                true
+    /// Puts the process that started at `start` in the set, if it is still
+    /// that process and alive once inserted. A full set (more selected
+    /// processes than it holds) is counted and logged, not fatal: the agent
+    /// traces what fits and keeps running.
+    fn add(&mut self, pid: u32, start: u64, tracer: &mut Tracer) -> bool {
+        if let Err(err) = tracer.join_pid(pid) {
+            self.failed_adds += 1;
+            if self.failed_adds.is_power_of_two() {
+                tracing::warn!(pid, %err, failed = self.failed_adds, "a selected process is not traced");
             }
-            Err(err) => {
-                self.failed_adds += 1;
-                if self.failed_adds.is_power_of_two() {
-                    tracing::warn!(pid, %err, failed = self.failed_adds, "a selected process is not traced");
-                }
-                false
-            }
-        }
-    }
-
-    /// Adds a process the kernel saw exec, if selected and not traced yet;
-    /// true when added.
-    pub fn on_exec(&mut self, pid: u32, tracer: &mut Tracer) -> bool {
-        if tracer.has_pid(pid) || !self.wants(pid) {
             return false;
         }
-        self.add(pid, tracer)
-    }
-
-    /// Notes processes put in the set at load.
-    pub fn note_added(&mut self, pids: &[u32]) {
-        self.added.extend(pids);
-    }
-
-    /// Brings the PID set in line with the selection: adds selected
-    /// processes not traced yet (returned), drops exited ones from the
-    /// bookkeeping, and removes ones no longer selected, the kernel's
-    /// followed forks included.
-    pub fn rescan(&mut self, tracer: &mut Tracer) -> Vec<u32> {
-        self.added.retain(|&pid| procfs::is_running(pid));
-        let unwanted: Vec<u32> = self
-            .added
-            .iter()
-            .copied()
-            .chain(tracer.followed_pids())
-            .filter(|&pid| !self.wants(pid))
-            .collect();
-        for pid in unwanted {
+        // Checked after the insertion: a process alive now (not even
+        // exiting) has yet to pass the kernel's exit hook, which will
+        // remove it; one that is gone, or exiting, or whose PID now names
+        // another process, may have passed it already.
+        if procfs::live_start(pid) != Some(start) {
+            tracing::debug!(pid, "exited before it joined the PID set");
             tracer.remove_pid(pid);
-            self.added.remove(&pid);
+            return false;
+        }
+        self.added.insert(pid, start);
+        tracer.track_thread_ctx(pid);
+        true
+    }
+
+    /// Adds a process the kernel saw exec, if it is still that process
+    /// (`start_boottime_ns` from the kernel), alive, selected, and not
+    /// traced yet; true when added.
+    pub fn on_exec(&mut self, pid: u32, start_boottime_ns: u64, tracer: &mut Tracer) -> bool {
+        if tracer.has_pid(pid) {
+            return false;
+        }
+        let Some(start) = procfs::live_start(pid) else {
+            return false;
+        };
+        if start != procfs::boottime_ns_to_ticks(start_boottime_ns) {
+            tracing::debug!(pid, "the PID names another process than the one that exec'd");
+            return false;
+        }
+        self.wants(pid) && self.add(pid, start, tracer)
+    }
+
+    /// Notes processes put in the set at load (from [`Self::scan`]).
+    pub fn note_added(&mut self, pids: &[(u32, u64)]) {
+        self.added.extend(pids.iter().copied());
+    }
+
+    /// Brings the PID set in line with the selection: removes every member
+    /// that is dead, whose PID names another process than the one added,
+    /// or that is no longer selected (the kernel's followed forks
+    /// included), then adds selected processes not traced yet (returned).
+    pub fn rescan(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+        let members = tracer.members();
+        // A PID the kernel no longer holds as added here (it exited, or was
+        // reused by a followed fork) is no longer ours to compare.
+        self.added
+            .retain(|pid, _| members.contains(&(*pid, PID_REASON_USER)));
+        for (pid, _) in members {
+            let start = procfs::live_start(pid);
+            let same = match (start, self.added.get(&pid)) {
+                (None, _) => false,
+                (Some(now), Some(&then)) => now == then,
+                (Some(_), None) => true,
+            };
+            if !same || !self.wants(pid) {
+                tracing::debug!(pid, alive = start.is_some(), "leaves the PID set");
+                tracer.remove_pid(pid);
+                self.added.remove(&pid);
+            }
         }
         let mut new = Vec::new();
-        for pid in self.scan() {
-            if !tracer.has_pid(pid) && self.add(pid, tracer) {
+        for (pid, start) in self.scan() {
+            if !tracer.has_pid(pid) && self.add(pid, start, tracer) {
                 new.push(pid);
             }
         }

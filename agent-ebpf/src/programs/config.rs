@@ -50,6 +50,8 @@ static SPANLET_CONFIG: Config = Config {
     epitem_file_off: 0,
     epitem_fd_off: 0,
     report_all_execs: 0,
+    task_start_boottime_off: 0,
+    _pad: 0,
 };
 
 /// Volatile reads keep the compiler from folding the zero defaults in.

@@ -36,10 +36,18 @@ fn hint(tgid: u32) -> Hint {
 #[inline(always)]
 fn set_hint(tgid: u32, value: impl FnOnce(u64) -> u64) {
     if let Some(slot) = PID_HINTS.get_ptr_mut(tgid & (PID_HINT_SLOTS - 1)) {
-        // SAFETY: an array slot lives as long as the map. Two CPUs racing on
-        // one slot can at worst leave a value that sends lookups to the hash
-        // map, which is always right.
-        unsafe { core::ptr::write_volatile(slot, value(core::ptr::read_volatile(slot))) };
+        // SAFETY: an array slot lives as long as the map. Two CPUs (or a
+        // CPU and the agent) racing on one slot can at worst leave a value
+        // that sends lookups to the hash map, which is always right, as
+        // long as no one writes "absent" (0) over a slot that was read as 0:
+        // an unchanged value is not written back.
+        unsafe {
+            let old = core::ptr::read_volatile(slot);
+            let new = value(old);
+            if new != old {
+                core::ptr::write_volatile(slot, new);
+            }
+        }
     }
 }
 
@@ -87,13 +95,23 @@ pub fn add_forked(tgid: u32) -> bool {
 }
 
 /// Drops a finished process from the set. The agent itself, as a spawner,
-/// stays. Its hint turns to "look it up", so a later process reusing the
-/// tgid is not taken for it.
+/// stays. The map is asked, not the hint: the agent writes an entry before
+/// its hint, and a process exiting in between must still leave. Its hint
+/// turns to "look it up", so a later process reusing the tgid is not taken
+/// for it; other processes' hints in the same slot are left alone.
 #[inline(always)]
 pub fn remove(tgid: u32) {
-    if reason(tgid) == Some(PID_REASON_SPAWNER) {
-        return;
-    }
-    let _ = PIDS.remove(tgid);
-    set_hint(tgid, |slot| if slot == 0 { 0 } else { PID_HINT_SHARED });
+    // SAFETY: a pointer into a map value, valid for this program run.
+    let removed = match PIDS.get_ptr(tgid).map(|e| unsafe { (*e).reason }) {
+        Some(PID_REASON_SPAWNER) => return,
+        Some(_) => PIDS.remove(tgid).is_ok(),
+        None => false,
+    };
+    set_hint(tgid, |slot| {
+        if slot == 0 || (!removed && slot as u32 != tgid) {
+            slot
+        } else {
+            PID_HINT_SHARED
+        }
+    });
 }

@@ -109,6 +109,13 @@ pub fn trusted_task_fsbase(task: *const u8) -> u64 {
     trusted_task_u64(task, config::get().task_fsbase_off)
 }
 
+/// `task->start_boottime` of a trusted task pointer: when its process
+/// started (a thread that execs takes its leader's).
+#[inline(always)]
+pub fn trusted_task_start_boottime(task: *const u8) -> u64 {
+    trusted_task_u64(task, config::get().task_start_boottime_off)
+}
+
 /// `task->pid` (the thread id) of a trusted task pointer.
 #[inline(always)]
 pub fn trusted_task_tid(task: *const u8) -> u32 {

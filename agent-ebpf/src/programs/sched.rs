@@ -143,6 +143,7 @@ fn try_sched_process_exec(ctx: &BtfTracePointContext) {
             pid: tgid,
             tid: regs::trusted_task_tid(task),
         },
+        start_boottime_ns: regs::trusted_task_start_boottime(task),
     });
     // Rare and wanted promptly: wake the reader now.
     entry.submit(0);
@@ -159,9 +160,9 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     let _ = super::maps::LOCK_CALLS.remove(regs::trusted_task_tid(task.cast()));
     let tgid = regs::trusted_task_tgid(task.cast());
     if regs::task_group_dead(task as u64) {
-        if filter::followed(tgid) {
-            filter::remove(tgid);
-        }
+        // Whatever the hint says (see `filter::remove`): one lookup per
+        // process exit, not per thread or switch.
+        filter::remove(tgid);
         // Whether or not the process was in the set (with `trace_all` it
         // is not): a later process reusing the tgid must not inherit it.
         let _ = THREAD_CTX.remove(tgid);
