@@ -402,6 +402,48 @@ fn a_sparse_10_gib_capture_is_read_in_bounded_memory() {
 }
 
 #[test]
+fn export_and_replay_stream_a_large_capture_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("large.spanlet");
+    // About 130 MB on disk; held in memory as spanlets it would take
+    // several hundred MB.
+    let n = 1_500_000;
+    write_capture(&path, n);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let p = path.as_os_str();
+    for args in [
+        vec!["export".as_ref(), p, "-o".as_ref(), "/dev/null".as_ref()],
+        vec![
+            "replay".as_ref(),
+            p,
+            "--otlp-endpoint".as_ref(),
+            endpoint.as_ref(),
+            "--otlp-timeout".as_ref(),
+            "1s".as_ref(),
+        ],
+    ] {
+        let (out, rss) = run_measuring_memory(&args);
+        let stderr = text(&out.stderr);
+        let what = format!("spanlet {args:?}");
+        assert!(!stderr.contains("panicked"), "{what}:\n{stderr}");
+        assert!(
+            rss < MAX_RSS_KIB,
+            "{what} used {rss} KiB at its peak, more than {MAX_RSS_KIB}"
+        );
+        if args[0] == "export" {
+            assert!(out.status.success(), "{what}:\n{stderr}");
+        } else {
+            assert!(
+                stderr.contains(&format!("(0 of {n} spanlets delivered)")),
+                "{what} should fail to send, cleanly:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn report_to_a_full_disk_is_a_one_line_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("c.spanlet");
