@@ -402,6 +402,48 @@ fn a_sparse_10_gib_capture_is_read_in_bounded_memory() {
 }
 
 #[test]
+fn export_and_replay_stream_a_large_capture_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("large.spanlet");
+    // About 130 MB on disk; held in memory as spanlets it would take
+    // several hundred MB.
+    let n = 1_500_000;
+    write_capture(&path, n);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let p = path.as_os_str();
+    for args in [
+        vec!["export".as_ref(), p, "-o".as_ref(), "/dev/null".as_ref()],
+        vec![
+            "replay".as_ref(),
+            p,
+            "--otlp-endpoint".as_ref(),
+            endpoint.as_ref(),
+            "--otlp-timeout".as_ref(),
+            "1s".as_ref(),
+        ],
+    ] {
+        let (out, rss) = run_measuring_memory(&args);
+        let stderr = text(&out.stderr);
+        let what = format!("spanlet {args:?}");
+        assert!(!stderr.contains("panicked"), "{what}:\n{stderr}");
+        assert!(
+            rss < MAX_RSS_KIB,
+            "{what} used {rss} KiB at its peak, more than {MAX_RSS_KIB}"
+        );
+        if args[0] == "export" {
+            assert!(out.status.success(), "{what}:\n{stderr}");
+        } else {
+            assert!(
+                stderr.contains(&format!("(0 of {n} spanlets delivered)")),
+                "{what} should fail to send, cleanly:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn report_to_a_full_disk_is_a_one_line_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("c.spanlet");
@@ -430,16 +472,32 @@ fn report_to_a_full_disk_is_a_one_line_error() {
 
 /// A directory the unprivileged user `nobody` owns (like a home directory
 /// root records into), with a root-owned file elsewhere that `nobody` points
-/// a link at.
+/// links at.
 struct Planted {
-    _dir: tempfile::TempDir,
+    top: tempfile::TempDir,
     dir: PathBuf,
     target: PathBuf,
 }
 
 const TARGET_TEXT: &str = "precious root-owned file\n";
 
-fn plant(link_names: &[&str]) -> Option<Planted> {
+/// Runs a shell command as `nobody`.
+fn as_nobody(script: &str, dir: &Path) {
+    let out = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/bin/sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "as nobody: {script}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// `None` (after printing why) when not root; fails in CI instead.
+fn plant() -> Option<Planted> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 || !Path::new("/usr/bin/setpriv").is_file() {
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
@@ -454,53 +512,53 @@ fn plant(link_names: &[&str]) -> Option<Planted> {
     let dir = top.path().join("nobodys");
     fs::create_dir(&dir).expect("mkdir");
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown to nobody");
-    for name in link_names {
-        let out = Command::new("/usr/bin/setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "ln",
-                "-s",
-            ])
-            .arg(&target)
-            .arg(dir.join(name))
-            .output()
-            .expect("run setpriv");
-        assert!(
-            out.status.success(),
-            "planting as nobody: {}",
-            text(&out.stderr)
-        );
-    }
-    Some(Planted {
-        _dir: top,
-        dir,
-        target,
-    })
+    Some(Planted { top, dir, target })
 }
 
 impl Planted {
-    /// The target is untouched, and `name` is now a regular file of mode
-    /// 0600 owned by root.
-    fn check(&self, name: &str, what: &str) {
+    fn plant_link(&self, name: &str) -> PathBuf {
+        as_nobody(
+            &format!("ln -s {} {name}", self.target.display()),
+            &self.dir,
+        );
+        self.dir.join(name)
+    }
+
+    fn assert_target_untouched(&self, what: &str) {
         assert!(
             fs::read(&self.target).expect("read target") == TARGET_TEXT.as_bytes(),
             "{what} wrote through the planted link"
         );
-        let meta = fs::symlink_metadata(self.dir.join(name)).expect("stat output");
-        assert!(
-            meta.file_type().is_file(),
-            "{what}: output is not a regular file"
-        );
-        assert_eq!(
-            meta.mode() & 0o7777,
-            0o600,
-            "{what}: mode {:o}",
-            meta.mode()
-        );
-        assert_eq!(meta.uid(), 0, "{what}: not owned by root");
     }
+
+    /// `spanlet ARGS` failed with one line naming the link, and left the
+    /// link and its target as they were.
+    fn assert_refused(&self, out: &Output, link: &Path, what: &str) {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: expected one line:\n{stderr}");
+        assert!(
+            lines[0].contains(&link.display().to_string()) && lines[0].contains("symbolic link"),
+            "{what}: the error should name the link: {stderr}"
+        );
+        self.assert_target_untouched(what);
+        let meta = fs::symlink_metadata(link).expect("stat link");
+        assert!(meta.file_type().is_symlink(), "{what} removed the link");
+    }
+}
+
+/// A regular file of mode 0600 owned by root.
+fn assert_private(path: &Path, what: &str) {
+    let meta = fs::symlink_metadata(path).expect("stat output");
+    assert!(meta.file_type().is_file(), "{what}: not a regular file");
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o600,
+        "{what}: mode {:o}",
+        meta.mode()
+    );
+    assert_eq!(meta.uid(), 0, "{what}: not owned by root");
 }
 
 /// Runs spanlet with umask 000, as a careless shell would: the mode must not
@@ -516,25 +574,57 @@ fn spanlet_with_umask_0(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 #[test]
-fn export_does_not_write_through_a_planted_link() {
-    let Some(planted) = plant(&["out.jsonl"]) else {
+fn export_does_not_write_through_what_another_user_planted() {
+    let Some(planted) = plant() else {
         return;
     };
-    let capture = planted._dir.path().join("c.spanlet");
+    let capture = planted.top.path().join("c.spanlet");
     write_capture(&capture, 30);
-    let output = planted.dir.join("out.jsonl");
-    let out = spanlet_with_umask_0(&[
-        "export".as_ref(),
-        capture.as_os_str(),
-        "-o".as_ref(),
-        output.as_os_str(),
-    ]);
+    let export = |output: &Path| {
+        spanlet_with_umask_0(&[
+            "export".as_ref(),
+            capture.as_os_str(),
+            "-o".as_ref(),
+            output.as_os_str(),
+        ])
+    };
+
+    let link = planted.plant_link("out.jsonl");
+    planted.assert_refused(&export(&link), &link, "export -o <planted link>");
+
+    // A world-writable file of nobody's, with a second name nobody keeps:
+    // it is replaced, not written into.
+    as_nobody(
+        "echo nobody > mine.jsonl && chmod 666 mine.jsonl && ln mine.jsonl kept",
+        &planted.dir,
+    );
+    let output = planted.dir.join("mine.jsonl");
+    let out = export(&output);
     assert!(out.status.success(), "export: {}", text(&out.stderr));
-    planted.check("out.jsonl", "export -o");
+    assert_private(&output, "export -o <nobody's file>");
+    assert_eq!(
+        fs::read_to_string(planted.dir.join("kept")).expect("read"),
+        "nobody\n",
+        "export wrote into nobody's file"
+    );
     let lines = fs::read_to_string(&output).expect("read export");
     assert_eq!(lines.lines().count(), 30);
-    let dir_entries = fs::read_dir(&planted.dir).expect("ls").count();
-    assert_eq!(dir_entries, 1, "export left a temporary file behind");
+    assert_eq!(
+        fs::read_dir(&planted.dir).expect("ls").count(),
+        3,
+        "export left a temporary file behind"
+    );
+
+    // Devices are written in place: /dev/null stays /dev/null.
+    let out = export(Path::new("/dev/null"));
+    assert!(
+        out.status.success(),
+        "export -o /dev/null: {}",
+        text(&out.stderr)
+    );
+    use std::os::unix::fs::FileTypeExt as _;
+    let null = fs::symlink_metadata("/dev/null").expect("stat /dev/null");
+    assert!(null.file_type().is_char_device(), "/dev/null was replaced");
 }
 
 #[test]
@@ -543,19 +633,25 @@ fn record_does_not_write_through_a_planted_link() {
     if !kernel_ready() {
         return;
     }
-    let Some(planted) = plant(&["spanlet.data"]) else {
+    let Some(planted) = plant() else {
         return;
     };
-    let output = planted.dir.join("spanlet.data");
-    let out = spanlet_with_umask_0(&[
-        "record".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        "--".as_ref(),
-        "true".as_ref(),
-    ]);
+    let record = |output: &Path| {
+        spanlet_with_umask_0(&[
+            "record".as_ref(),
+            "-o".as_ref(),
+            output.as_os_str(),
+            "--".as_ref(),
+            "true".as_ref(),
+        ])
+    };
+    let link = planted.plant_link("spanlet.data");
+    planted.assert_refused(&record(&link), &link, "record -o <planted link>");
+
+    let output = planted.dir.join("run.data");
+    let out = record(&output);
     assert!(out.status.success(), "record: {}", text(&out.stderr));
-    planted.check("spanlet.data", "record -o");
+    assert_private(&output, "record -o");
     let (json, _) = report_json(&output);
     assert_eq!(json["end"], "command exited (exit code 0)", "{json}");
 }

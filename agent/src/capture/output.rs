@@ -1,19 +1,21 @@
 //! Creating the files that hold capture data (captures, exports) safely
 //! when running as root in a directory someone else can write to.
 //!
-//! Nothing already at the output path is ever opened: the data goes to a
-//! new file, created exclusively under a random name in the same directory,
-//! which is then renamed over the output path. A rename replaces a symbolic
-//! link (or a hard link, or another user's file) planted there instead of
-//! writing through it, so no other file can be truncated or overwritten, and
-//! the result is always a fresh file owned by the writer. Captures hold
-//! command lines and thread names, so the file is mode 0600 whatever the
-//! umask.
+//! A symbolic link at the output path is refused, never followed: it may
+//! have been planted to point anywhere, and replacing it could break a link
+//! the user made (`/dev/stdout`). Otherwise nothing already at the path is
+//! opened: the data goes to a new file, created exclusively under a random
+//! name in the same directory, which is then renamed over the path. That
+//! replaces another user's file (or a hard link) planted there instead of
+//! writing into it, and the result is always a fresh file owned by the
+//! writer. Captures hold command lines and thread names, so the file is mode
+//! 0600 whatever the umask. The one exception is a device or FIFO owned by
+//! the writer or root (`/dev/null`), which is opened as it is.
 
 use std::{
-    fs::{File, Permissions},
+    fs::{File, OpenOptions, Permissions},
     io,
-    os::unix::fs::PermissionsExt as _,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -27,21 +29,34 @@ pub const PRIVATE_MODE: u32 = 0o600;
 #[derive(Debug)]
 pub struct PrivateFile {
     path: PathBuf,
-    temp: tempfile::NamedTempFile,
+    target: Target,
+}
+
+#[derive(Debug)]
+enum Target {
+    /// A new file next to the path, renamed over it at the end.
+    Temp(tempfile::NamedTempFile),
+    /// A device or FIFO of the writer's own, written in place.
+    Special(File),
 }
 
 impl PrivateFile {
-    /// Creates the file next to `path` (which is not touched yet).
+    /// Creates the file next to `path` (which is not touched yet), or fails
+    /// if `path` is a link, a directory, or a special file of another user.
     pub fn create(path: &Path) -> io::Result<Self> {
         if path.file_name().is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the output path names no file",
-            ));
+            return Err(refused("names no file"));
         }
-        // Renaming over a directory would fail only at the end; say it now.
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(refused(
+                    "is a symbolic link; spanlet does not write through links (one \
+                     planted there could point anywhere): remove it or name the file itself",
+                ));
+            }
+            Ok(meta) if meta.is_dir() => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            Ok(meta) if !meta.is_file() => return Self::special(path, &meta),
+            _ => {}
         }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -57,7 +72,29 @@ impl PrivateFile {
             .set_permissions(Permissions::from_mode(PRIVATE_MODE))?;
         Ok(Self {
             path: path.to_owned(),
-            temp,
+            target: Target::Temp(temp),
+        })
+    }
+
+    /// A device or FIFO is written in place if the writer or root owns it.
+    fn special(path: &Path, meta: &std::fs::Metadata) -> io::Result<Self> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let kind = meta.file_type();
+        if !(kind.is_char_device() || kind.is_block_device() || kind.is_fifo())
+            || (meta.uid() != euid && meta.uid() != 0)
+        {
+            return Err(refused(
+                "is a special file of another user; spanlet writes only regular files there",
+            ));
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            target: Target::Special(file),
         })
     }
 
@@ -68,12 +105,25 @@ impl PrivateFile {
 
     /// The file, open for writing.
     pub fn file(&self) -> &File {
-        self.temp.as_file()
+        match &self.target {
+            Target::Temp(temp) => temp.as_file(),
+            Target::Special(file) => file,
+        }
     }
 
     /// Renames the file over its output path, replacing whatever is there
     /// (never what a link there points to), and returns it still open.
     pub fn persist(self) -> io::Result<File> {
-        self.temp.persist(&self.path).map_err(|e| e.error)
+        match self.target {
+            Target::Temp(temp) => temp.persist(&self.path).map_err(|e| e.error),
+            Target::Special(file) => Ok(file),
+        }
     }
+}
+
+fn refused(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("the output path {why}"),
+    )
 }

@@ -511,21 +511,62 @@ fn a_long_run_of_zeros_is_a_damaged_tail_read_in_small_memory() {
 }
 
 #[test]
-fn a_private_file_replaces_a_link_instead_of_following_it() {
+fn a_link_at_the_output_path_is_refused_not_followed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("target");
     std::fs::write(&target, "keep me").expect("write target");
     let link = dir.path().join("c.spanlet");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
-    let w = CaptureWriter::create(&link, &sample_meta()).expect("create");
-    w.finish(&sample_end()).expect("finish");
+    let Err(err) = CaptureWriter::create(&link, &sample_meta()) else {
+        panic!("a link at the output path was accepted");
+    };
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("symbolic link")),
+        "{cause:?}"
+    );
     assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
-    let meta = std::fs::symlink_metadata(&link).expect("stat");
-    assert!(meta.file_type().is_file());
-    use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(meta.permissions().mode() & 0o777, PRIVATE_MODE);
-    assert_eq!(Capture::open(&link).expect("open").end, Some(sample_end()));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
+}
+
+#[test]
+fn a_file_at_the_output_path_is_replaced_by_a_private_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.spanlet");
+    std::fs::write(&path, "someone else's").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    // Another name for the same file: it must keep its content.
+    let other = dir.path().join("hard-link");
+    std::fs::hard_link(&path, &other).expect("hard link");
+    let w = CaptureWriter::create(&path, &sample_meta()).expect("create");
+    w.finish(&sample_end()).expect("finish");
+    assert_eq!(
+        std::fs::read_to_string(&other).expect("read"),
+        "someone else's"
+    );
+    let meta = std::fs::metadata(&path).expect("stat");
+    assert_eq!(meta.permissions().mode() & 0o777, PRIVATE_MODE);
+    assert_eq!(Capture::open(&path).expect("open").end, Some(sample_end()));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
+}
+
+#[test]
+fn dev_null_is_written_in_place() {
+    let file = PrivateFile::create(Path::new("/dev/null")).expect("/dev/null");
+    std::io::Write::write_all(&mut file.file(), b"nothing").expect("write");
+    file.persist().expect("persist");
+    let meta = std::fs::symlink_metadata("/dev/null").expect("stat");
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(meta.file_type().is_char_device());
 }
 
 #[test]
