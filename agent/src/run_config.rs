@@ -53,7 +53,8 @@ impl FileConfig {
         })
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
+    /// The file's text, checked; the error says what is wrong where.
+    pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.message().to_owned())?;
         // Checked now, not when first used.
         if let Some(d) = &config.min_wait {

@@ -73,6 +73,19 @@ pub fn find_in_file(path: &Path) -> Result<Option<TlsSlot>, ThreadCtxError> {
     })
 }
 
+/// The slot in an executable already in memory, for callers (and the fuzz
+/// target) that have its bytes: the same parsing as [`find_in_file`].
+pub fn find_in_elf(data: &[u8]) -> Result<Option<TlsSlot>, ThreadCtxError> {
+    let elf = ElfFile64::<Endianness, _>::parse(data).map_err(|source| ThreadCtxError::Elf {
+        path: "(bytes)".to_owned(),
+        source,
+    })?;
+    find(&elf).map_err(|why| ThreadCtxError::Malformed {
+        path: "(bytes)".to_owned(),
+        why,
+    })
+}
+
 /// A file to parse lazily: only the headers and tables read are loaded.
 fn open(path: &Path) -> Result<ReadCache<File>, ThreadCtxError> {
     File::open(path)
@@ -326,6 +339,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}: no slot"));
             assert_eq!(slot.tp_offset, seen, "{name}");
             assert_eq!(slot.exported, *exported, "{name}");
+            let bytes = std::fs::read(&exe).unwrap();
+            assert_eq!(
+                find_in_elf(&bytes).unwrap(),
+                Some(slot),
+                "{name}: from bytes"
+            );
         }
     }
 

@@ -256,60 +256,73 @@ fn run_reports_a_bad_pid_before_any_metrics_export() {
     );
 }
 
+/// One bad OTLP setting and what its error must (and must not) say.
+struct BadSetting<'a> {
+    args: Vec<&'a str>,
+    env: Vec<(&'a str, &'a str)>,
+    /// The flag or variable the error must name.
+    names: &'a str,
+    /// Text the error must not show; empty: none.
+    secret: &'a str,
+}
+
 #[test]
 fn bad_otlp_settings_are_named_before_anything_starts() {
     let collector = Collector::new();
     let url = collector.url();
     let port = url.rsplit(':').next().unwrap_or_default().to_owned();
     let with_credentials = format!("http://alice:hunter2@127.0.0.1:{port}");
-    let none: &[(&str, &str)] = &[];
-    // (flags, variables, what the error must name, a secret it must not show)
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str, &str)> = vec![
-        (
-            vec!["--otlp-endpoint", "http://127.0.0.1:99999"],
-            vec![],
-            "--otlp-endpoint",
-            "",
-        ),
-        (
-            vec![],
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", &with_credentials)],
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "hunter2",
-        ),
-        (
-            vec![
+    let cases = [
+        BadSetting {
+            args: vec!["--otlp-endpoint", "http://127.0.0.1:99999"],
+            env: vec![],
+            names: "--otlp-endpoint",
+            secret: "",
+        },
+        BadSetting {
+            args: vec![],
+            env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT", &with_credentials)],
+            names: "OTEL_EXPORTER_OTLP_ENDPOINT",
+            secret: "hunter2",
+        },
+        BadSetting {
+            args: vec![
                 "--otlp-endpoint",
                 &url,
                 "--otlp-header",
                 "Authorization=Bearer s3cret\r\nX: 1",
             ],
-            vec![],
-            "--otlp-header",
-            "s3cret",
-        ),
-        (
-            vec!["--otlp-endpoint", &url, "--otlp-timeout", "0s"],
-            vec![],
-            "--otlp-timeout",
-            "",
-        ),
-        (
-            vec!["--otlp-endpoint", &url],
-            vec![("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz")],
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "s3cret",
-        ),
-        (
-            vec!["--otlp-endpoint", &url],
-            vec![("OTEL_RESOURCE_ATTRIBUTES", "=,x")],
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "",
-        ),
+            env: vec![],
+            names: "--otlp-header",
+            secret: "s3cret",
+        },
+        BadSetting {
+            args: vec!["--otlp-endpoint", &url, "--otlp-timeout", "0s"],
+            env: vec![],
+            names: "--otlp-timeout",
+            secret: "",
+        },
+        BadSetting {
+            args: vec!["--otlp-endpoint", &url],
+            env: vec![("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz")],
+            names: "OTEL_EXPORTER_OTLP_HEADERS",
+            secret: "s3cret",
+        },
+        BadSetting {
+            args: vec!["--otlp-endpoint", &url],
+            env: vec![("OTEL_RESOURCE_ATTRIBUTES", "=,x")],
+            names: "OTEL_RESOURCE_ATTRIBUTES",
+            secret: "",
+        },
     ];
-    for (args, env, names, secret) in cases {
+    for BadSetting {
+        args,
+        env,
+        names,
+        secret,
+    } in cases
+    {
         let what = format!("spanlet run {args:?} with {env:?}");
-        let env = if env.is_empty() { none.to_vec() } else { env };
         let out = run_with(&args, &env);
         let stderr = assert_clean_failure(&what, &out);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
