@@ -16,11 +16,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             // First, while this is the only thread: every thread the agent
             // starts inherits it.
-            let hardened = spanlet::caps::harden()?;
-            tracing::info!(
-                securebits = hardened.securebits,
-                "no_new_privs set; securebits locked only with CAP_SETPCAP"
-            );
+            if spanlet::caps::harden()?.securebits {
+                tracing::info!("no_new_privs set, securebits locked");
+            } else {
+                tracing::info!("no_new_privs set; securebits unchanged (no CAP_SETPCAP)");
+            }
             run::run(args)
         }
         Command::Report(args) => report::run(&args),
