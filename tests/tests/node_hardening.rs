@@ -1,11 +1,13 @@
-//! The node agent hardened: idle connections to its metrics port do not
-//! starve the kubelet's probes, and the figures that close the books on
-//! the waits seen are all shown (summary line and /metrics).
+//! The node agent hardened: no_new_privs in every thread and no capability
+//! back through an exec, idle connections to its metrics port that do not
+//! starve the kubelet's probes, and every figure that closes the books on
+//! the waits seen shown (summary line and /metrics).
 //!
 //! Needs root and eBPF, and rotel (`cargo xtask setup` installs it).
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -242,4 +244,148 @@ fn run_answers_probes_with_150_idle_connections_open() {
     drop(idle);
     stop_agent(agent);
     assert!(failed.is_empty(), "of 20 probes, failed: {failed:#?}");
+}
+
+const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
+const CAP_SYS_PTRACE: u64 = 1 << 19;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+const CAP_PERFMON: u64 = 1 << 38;
+const CAP_BPF: u64 = 1 << 39;
+
+/// A field of a /proc/.../status text, e.g. `CapPrm` (hex) or `NoNewPrivs`.
+fn status_field(status: &str, field: &str) -> Option<u64> {
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim();
+    if field.starts_with("Cap") {
+        u64::from_str_radix(value, 16).ok()
+    } else {
+        value.parse().ok()
+    }
+}
+
+/// Every thread of the agent has no_new_privs (so no exec by any of them
+/// gains a capability) and, as root, a bounding set without the loading
+/// capabilities.
+#[test]
+fn run_sets_no_new_privs_in_every_thread() {
+    let _serial = kernel_test_lock();
+    if !kernel_ready() {
+        return;
+    }
+    let Some(rotel) = Rotel::start() else {
+        return;
+    };
+    let cgroup = TestCgroup::new("nnp");
+    let port = Rotel::free_ports().0;
+    let parent = cgroup.parent.display().to_string();
+    let agent = start_agent(&["--cgroup", &parent], &rotel, port);
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", agent.0.id()));
+    let statuses: Vec<(String, String)> = std::fs::read_dir(&tasks)
+        .expect("the agent's threads")
+        .filter_map(Result::ok)
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), status))
+        })
+        .collect();
+    stop_agent(agent);
+    assert!(!statuses.is_empty());
+    for (tid, status) in &statuses {
+        assert_eq!(
+            status_field(status, "NoNewPrivs"),
+            Some(1),
+            "thread {tid} of the agent:\n{status}"
+        );
+        let bounding = status_field(status, "CapBnd").expect("CapBnd");
+        assert_eq!(
+            bounding & (CAP_BPF | CAP_PERFMON | CAP_SYS_ADMIN),
+            0,
+            "thread {tid} could regain a loading capability:\n{status}"
+        );
+    }
+}
+
+/// Set in the child of [`exec_after_the_drop`].
+const EXEC_CHILD: &str = "SPANLET_TEST_EXEC_AFTER_DROP";
+
+/// Only the child process of [`exec_after_the_drop`] (with [`EXEC_CHILD`]
+/// set; otherwise it returns at once): hardens and drops capabilities as
+/// `spanlet run` does, then execs `cat /proc/self/status` from this thread,
+/// whose credentials the exec takes.
+#[test]
+fn exec_after_drop_child() {
+    if std::env::var_os(EXEC_CHILD).is_none() {
+        return;
+    }
+    spanlet::caps::harden().expect("harden");
+    spanlet::caps::drop_after_load().expect("drop after load");
+    let err = Command::new("/bin/cat").arg("/proc/self/status").exec();
+    panic!("exec: {err}");
+}
+
+/// What a program exec'd after the agent's capability drop runs with
+/// (its /proc/self/status), the test process started through `setpriv
+/// SETPRIV` if given.
+fn exec_after_the_drop(setpriv: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut cmd = if setpriv.is_empty() {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new("setpriv");
+        c.args(setpriv).arg(&exe);
+        c
+    };
+    let out = cmd
+        .args(["--exact", "exec_after_drop_child", "--nocapture"])
+        .env(EXEC_CHILD, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("NoNewPrivs:"),
+        "the child did not exec cat ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// As root with every capability (CAP_SETPCAP among them, so the
+/// securebits are locked): an exec after the drop gets no capability.
+#[test]
+fn an_exec_after_the_drop_gets_nothing_as_root() {
+    if !kernel_ready() {
+        return;
+    }
+    let status = exec_after_the_drop(&[]);
+    for set in ["CapPrm", "CapEff", "CapAmb", "CapInh"] {
+        assert_eq!(status_field(&status, set), Some(0), "{set}:\n{status}");
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs"), Some(1), "{status}");
+}
+
+/// With only the DaemonSet's four capabilities (no CAP_SETPCAP, so no
+/// securebits): an exec after the drop gets back neither CAP_BPF nor
+/// CAP_PERFMON, only what the agent kept.
+#[test]
+fn an_exec_after_the_drop_gets_no_loading_capability_in_the_daemonset() {
+    if !kernel_ready() {
+        return;
+    }
+    let status = exec_after_the_drop(&[
+        "--bounding-set=-all,+bpf,+perfmon,+sys_ptrace,+dac_read_search",
+        "--inh-caps=-all",
+    ]);
+    for set in ["CapPrm", "CapEff"] {
+        let caps = status_field(&status, set).expect(set);
+        assert_eq!(
+            caps & !(CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH),
+            0,
+            "{set} beyond what the agent keeps:\n{status}"
+        );
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs"), Some(1), "{status}");
 }

@@ -13,7 +13,16 @@ use spanlet::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => {
+            // First, while this is the only thread: every thread the agent
+            // starts inherits it.
+            if spanlet::caps::harden()?.securebits {
+                tracing::info!("no_new_privs set, securebits locked");
+            } else {
+                tracing::info!("no_new_privs set; securebits unchanged (no CAP_SETPCAP)");
+            }
+            run::run(args)
+        }
         Command::Report(args) => report::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Replay(args) => replay::run(&args),

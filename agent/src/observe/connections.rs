@@ -153,7 +153,8 @@ impl Table {
         self.open.remove(&id);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.open.len()
     }
 }
