@@ -270,7 +270,10 @@ impl Targets {
             return false;
         };
         if start != procfs::boottime_ns_to_ticks(start_boottime_ns) {
-            tracing::debug!(pid, "the PID names another process than the one that exec'd");
+            tracing::debug!(
+                pid,
+                "the PID names another process than the one that exec'd"
+            );
             return false;
         }
         self.wants(pid) && self.add(pid, start, tracer)
