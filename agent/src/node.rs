@@ -116,7 +116,9 @@ impl Node {
         }
         let pids = self.targets.scan();
         self.targets.note_added(&pids);
-        pids.into_iter().map(|(p, _)| (p, PID_REASON_USER)).collect()
+        pids.into_iter()
+            .map(|(p, _)| (p, PID_REASON_USER))
+            .collect()
     }
 
     /// Whether the agent keeps running when no traced process is left

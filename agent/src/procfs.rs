@@ -54,7 +54,9 @@ pub fn live_start(pid: u32) -> Option<u64> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&tid| tid != pid)
-        .any(|tid| TaskStat::read(&format!("/proc/{pid}/task/{tid}/stat")).is_some_and(|t| t.live()))
+        .any(|tid| {
+            TaskStat::read(&format!("/proc/{pid}/task/{tid}/stat")).is_some_and(|t| t.live())
+        })
         .then_some(leader.start_ticks)
 }
 

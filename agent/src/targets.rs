@@ -151,11 +151,9 @@ impl Selection {
                 .all(|(k, v)| pod.labels.get(k) == Some(v))
     }
 
-    /// Whether the process is selected (not counting `all`).
+    /// Whether the process is selected by cgroup, container or pod (not
+    /// counting `all` and `--pid`, see [`Targets::wants`]).
     fn matches(&self, pid: u32, pods: Option<&PodCache>) -> bool {
-        if self.pids.contains(&pid) {
-            return true;
-        }
         if !self.is_dynamic() {
             return false;
         }
@@ -193,6 +191,9 @@ impl Selection {
 pub struct Targets {
     selection: Selection,
     pods: Option<PodCache>,
+    /// The processes `--pid` named, by their start times when the selection
+    /// was applied: a later process on the same PID is not the one given.
+    given: HashMap<u32, u64>,
     /// Processes this put in the set, with their start times (clock
     /// ticks): a PID names a process only as long as it lives.
     added: HashMap<u32, u64>,
@@ -204,6 +205,7 @@ pub struct Targets {
 impl Targets {
     pub fn new(selection: Selection, pods: Option<PodCache>) -> Self {
         Self {
+            given: given_processes(&selection.pids),
             selection,
             pods,
             added: HashMap::new(),
@@ -216,9 +218,12 @@ impl Targets {
         &self.selection
     }
 
-    /// Whether the process should be traced (never the agent itself).
-    pub fn wants(&self, pid: u32) -> bool {
-        pid != self.own_pid && self.selection.matches(pid, self.pods.as_ref())
+    /// Whether the process `pid` that started at `start` (clock ticks)
+    /// should be traced (never the agent itself).
+    pub fn wants(&self, pid: u32, start: u64) -> bool {
+        pid != self.own_pid
+            && (self.given.get(&pid) == Some(&start)
+                || self.selection.matches(pid, self.pods.as_ref()))
     }
 
     /// The selected processes alive now, with their start times, for the
@@ -228,7 +233,7 @@ impl Targets {
             .into_iter()
             .filter_map(|pid| {
                 let start = procfs::live_start(pid)?;
-                self.wants(pid).then_some((pid, start))
+                self.wants(pid, start).then_some((pid, start))
             })
             .collect()
     }
@@ -270,10 +275,13 @@ impl Targets {
             return false;
         };
         if start != procfs::boottime_ns_to_ticks(start_boottime_ns) {
-            tracing::debug!(pid, "the PID names another process than the one that exec'd");
+            tracing::debug!(
+                pid,
+                "the PID names another process than the one that exec'd"
+            );
             return false;
         }
-        self.wants(pid) && self.add(pid, start, tracer)
+        self.wants(pid, start) && self.add(pid, start, tracer)
     }
 
     /// Notes processes put in the set at load (from [`Self::scan`]).
@@ -293,12 +301,12 @@ impl Targets {
             .retain(|pid, _| members.contains(&(*pid, PID_REASON_USER)));
         for (pid, _) in members {
             let start = procfs::live_start(pid);
-            let same = match (start, self.added.get(&pid)) {
+            let keep = match (start, self.added.get(&pid)) {
                 (None, _) => false,
-                (Some(now), Some(&then)) => now == then,
-                (Some(_), None) => true,
+                (Some(now), Some(&then)) => now == then && self.wants(pid, now),
+                (Some(now), None) => self.wants(pid, now),
             };
-            if !same || !self.wants(pid) {
+            if !keep {
                 tracing::debug!(pid, alive = start.is_some(), "leaves the PID set");
                 tracer.remove_pid(pid);
                 self.added.remove(&pid);
@@ -315,6 +323,7 @@ impl Targets {
 
     /// A new selection (a reload): applied at once by [`Self::rescan`].
     pub fn replace(&mut self, selection: Selection, tracer: &mut Tracer) -> Vec<u32> {
+        self.given = given_processes(&selection.pids);
         self.selection = selection;
         self.rescan(tracer)
     }
@@ -322,5 +331,43 @@ impl Targets {
     /// Selected processes that could not join the PID set.
     pub fn failed_adds(&self) -> u64 {
         self.failed_adds
+    }
+}
+
+/// The processes `--pid` names now (a thread's id names its process), by
+/// their start times; ones not running are left out.
+fn given_processes(pids: &[u32]) -> HashMap<u32, u64> {
+    pids.iter()
+        .filter_map(|&pid| {
+            let tgid = procfs::tgid_of(pid).unwrap_or(pid);
+            Some((tgid, procfs::live_start(tgid)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_pid_names_the_process_running_when_the_selection_was_applied() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = procfs::live_start(pid).expect("the child is alive");
+        let selection = Selection {
+            pids: vec![pid],
+            ..Selection::default()
+        };
+        let targets = Targets::new(selection, None);
+        assert!(targets.wants(pid, start));
+        // Another process on the same PID later (a later start time).
+        assert!(!targets.wants(pid, start + 1));
+        assert!(!targets.wants(pid + 1, start));
+        assert!(!targets.wants(std::process::id(), start));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
