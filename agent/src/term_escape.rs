@@ -40,6 +40,30 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// JSON text made as inert on a terminal as [`escape`]'s: serde_json
+/// escapes C0 controls in strings but leaves DEL, C1 and the bidi
+/// overrides raw. Outside strings JSON has only printable ASCII, so each of
+/// those is inside a string, where `\uXXXX` stands for the same character:
+/// the JSON means what it meant.
+pub fn json_for_terminal(json: &str) -> Cow<'_, str> {
+    // C0 needs nothing: serde_json escapes it in strings, and outside them
+    // it is only the pretty printer's own newlines.
+    let raw = |c: char| matches!(c, '\x7f'..='\u{9f}') || is_bidi_control(c);
+    if !json.contains(raw) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if raw(c) {
+            // All of them are in the Basic Multilingual Plane.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn needs_escape(c: char) -> bool {
     c == '\\' || c.is_control() || is_bidi_control(c)
 }
@@ -88,6 +112,22 @@ mod tests {
             assert_eq!(escape(raw), shown, "{raw:?}");
             assert_eq!(Escaped(raw).to_string(), shown, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_without_raw_controls() {
+        let value = serde_json::json!({"name": "a\u{9b}2J\x7f\u{202e}b\x1b\n", "n": 1});
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        assert!(text.contains('\u{9b}'), "serde_json now escapes C1 itself");
+        let safe = json_for_terminal(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || is_bidi_control(c)))
+        );
+        assert!(safe.contains(r"a\u009b2J\u007f\u202eb\u001b\n"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

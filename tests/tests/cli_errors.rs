@@ -77,6 +77,21 @@ fn report_of_a_missing_file_fails_clearly() {
 }
 
 #[test]
+fn an_error_line_shows_control_characters_escaped() {
+    let path = "/nonexistent/\x1b]0;PWN\x07\x1b[2J.spanlet";
+    let out = spanlet(["report", path], None);
+    let stderr = assert_clean_failure("spanlet report <name with escapes>", &out);
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "the error printed control characters: {stderr:?}"
+    );
+    assert!(
+        stderr.contains(r"/nonexistent/\x1b]0;PWN\x07\x1b[2J.spanlet"),
+        "the error should name the file, escaped: {stderr}"
+    );
+}
+
+#[test]
 fn report_of_garbage_says_not_a_capture() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("garbage.spanlet");

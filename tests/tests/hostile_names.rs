@@ -6,10 +6,13 @@
 
 use spanlet_tests::{assert_success, kernel_test_lock, python, record_command, spanlet};
 
-/// 12 bytes, within comm's 15: set the terminal title, then clear it.
-const HOSTILE: &str = "\x1b]0;PWN\x07\x1b[2J";
-/// How the report must show it instead.
-const SHOWN: &str = r"\x1b]0;PWN\x07\x1b[2J";
+/// 14 bytes, within comm's 15: set the terminal title, clear it, and a
+/// C1 CSI (U+009B, two bytes in UTF-8) that some terminals act on too.
+const HOSTILE: &str = "\x1b]0;PWN\x07\x1b[2J\u{9b}";
+/// How the text report must show it instead.
+const SHOWN: &str = r"\x1b]0;PWN\x07\x1b[2J\u{9b}";
+/// How the JSON report must carry it.
+const JSON_SHOWN: &str = r"\u001b]0;PWN\u0007\u001b[2J\u009b";
 
 /// A holder thread named [`HOSTILE`] keeps a lock while a waiter blocks on
 /// it, a few rounds, so the holder shows up as the waiter's waker.
@@ -67,5 +70,27 @@ fn report_escapes_thread_names_and_command_lines() {
         text.lines()
             .any(|l| l.starts_with("command:") && l.contains(SHOWN)),
         "the command line should show the argument as {SHOWN}:\n{text}"
+    );
+
+    // JSON keeps the name exact, escaped the JSON way.
+    let out = spanlet(
+        [
+            "report".as_ref(),
+            rec.capture.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+        None,
+    );
+    assert_success("spanlet report --format json", &out);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !json.chars().any(|c| c.is_control() && c != '\n'),
+        "the JSON report printed control characters:\n{json:?}"
+    );
+    serde_json::from_str::<serde_json::Value>(&json).expect("the JSON report parses");
+    assert!(
+        json.contains(JSON_SHOWN),
+        "the JSON report should carry the name as {JSON_SHOWN}:\n{json}"
     );
 }

@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod deploy;
 mod elf;
+mod fuzz;
 mod image;
 mod setup;
 mod test;
@@ -26,11 +27,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Prepare this machine: rust-src for nightly, bpf-linker, Debian packages,
-    /// tracefs, BTF check, the musl target, kubernetes-validate and helm.
+    /// tracefs, BTF check, the musl target, kubernetes-validate, helm and
+    /// cargo-fuzz.
     /// Idempotent; seconds when nothing is missing.
     Setup,
     /// The project's one test command: setup, fmt check, clippy, release
-    /// build, deploy/ validation, the OCI image, a bench smoke pass, then
+    /// build, deploy/ validation, the OCI image, a bench smoke pass, a
+    /// short fuzz pass, then
     /// `cargo test --release` (integration tests load real eBPF: run as
     /// root).
     Test(test::Args),
@@ -45,6 +48,10 @@ enum Task {
     /// OCI image with buildah (deploy/Containerfile), and run the image's
     /// binary out of its mounted root filesystem (run as root).
     Image(image::Args),
+    /// Setup, then a short bounded pass of every fuzz target in fuzz/
+    /// (cargo-fuzz on nightly), seeded from fuzz/corpus/; new inputs and
+    /// crashes go under target/fuzz-scratch/.
+    Fuzz(fuzz::Args),
     /// Setup, then check deploy/: the Kubernetes manifest against the API
     /// schemas, the Helm chart linted, rendered and validated the same way
     /// and equal to the manifest, versions in step with the workspace.
@@ -62,6 +69,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => setup::task().and_then(|()| bench::task(&args)),
         Task::Image(args) => setup::task().and_then(|()| image::task(&args)),
         Task::ValidateDeploy => setup::task().and_then(|()| deploy::task()),
+        Task::Fuzz(args) => setup::task().and_then(|()| fuzz::task(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Written next to cargo's install metadata once bpf-linker is built; holds the
 /// nightly `rustc --version --verbose` it was built for.
 const BPF_LINKER_STAMP: &str = ".spanlet-bpf-linker-stamp";
+/// The cargo subcommand that builds and runs the fuzz targets in fuzz/.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const TRACEFS: &str = "/sys/kernel/tracing";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -59,6 +61,26 @@ pub fn task() -> Result<()> {
     musl_target().context("setup step `musl target` failed")?;
     kubernetes_validate().context("setup step `kubernetes-validate` failed")?;
     helm().context("setup step `helm` failed")?;
+    cargo_fuzz().context("setup step `cargo-fuzz` failed")?;
+    Ok(())
+}
+
+/// `cargo xtask fuzz`'s driver, pinned; built with the stable toolchain
+/// (the fuzz targets themselves build with nightly).
+fn cargo_fuzz() -> Result<()> {
+    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let installed = stdout_of(Command::new("cargo").args(["fuzz", "--version"]));
+    if installed.is_ok_and(|v| v.trim() == wanted) {
+        eprintln!("ok: {wanted}");
+        return Ok(());
+    }
+    run(Command::new("cargo")
+        .args(["install", "--locked", "cargo-fuzz", "--version"])
+        .arg(CARGO_FUZZ_VERSION)
+        .arg("--root")
+        .arg(install_root()?)
+        .env_remove("CARGO_TARGET_DIR"))?;
+    eprintln!("installed: {wanted}");
     Ok(())
 }
 

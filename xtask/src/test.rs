@@ -20,6 +20,11 @@ pub struct Args {
     /// CI runs it.
     #[arg(long)]
     skip_image: bool,
+    /// Leave out the short fuzz pass (`cargo xtask fuzz`: every target in
+    /// fuzz/ for 20 s after a nightly build), e.g. while iterating on one
+    /// test. CI runs it.
+    #[arg(long)]
+    skip_fuzz: bool,
     /// Extra arguments for `cargo test --release`, after `--`
     /// (e.g. `cargo xtask test -- -p spanlet-tests -- --nocapture`).
     #[arg(last = true)]
@@ -41,6 +46,11 @@ pub fn task(args: &Args) -> Result<()> {
         eprintln!("test: skipping the bench smoke pass (--skip-bench-smoke)");
     } else {
         bench_smoke().context("test step `cargo xtask bench --smoke` failed")?;
+    }
+    if args.skip_fuzz {
+        eprintln!("test: skipping the fuzz pass (--skip-fuzz)");
+    } else {
+        fuzz().context("test step `cargo xtask fuzz` failed")?;
     }
     test(&args.cargo_test_args).context("test step `cargo test --release` failed")?;
     Ok(())
@@ -116,6 +126,13 @@ fn image() -> Result<()> {
 fn bench_smoke() -> Result<()> {
     eprintln!("$ cargo xtask bench --smoke");
     crate::bench::task(&crate::bench::Args::smoke())
+}
+
+/// Every fuzz target for a short bounded time from the committed seeds: a
+/// parser change that panics on damaged input is caught here.
+fn fuzz() -> Result<()> {
+    eprintln!("$ cargo xtask fuzz");
+    crate::fuzz::task(&crate::fuzz::Args::default())
 }
 
 /// Unit and integration tests; the integration tests run the built binary

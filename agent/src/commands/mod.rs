@@ -36,6 +36,9 @@ fn warn_of_damage<R: std::io::Read>(
 ) {
     let tail = reader.damaged_tail().map(|t| t.bytes);
     for warning in reader.integrity().warnings(tail) {
-        eprintln!("spanlet: warning: {}: {warning}", file.display());
+        eprintln!(
+            "spanlet: warning: {}: {warning}",
+            spanlet::term_escape::Escaped(&file.display().to_string())
+        );
     }
 }

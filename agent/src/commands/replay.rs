@@ -16,7 +16,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     for warning in names.warnings() {
         eprintln!(
             "spanlet: warning: {}: {warning}; replaying what could be read",
-            args.file.display()
+            spanlet::term_escape::Escaped(&args.file.display().to_string())
         );
     }
     let mut spanlets = CaptureReader::open(&args.file)?;

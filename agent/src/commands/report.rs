@@ -5,17 +5,23 @@ use spanlet::{
     capture::Capture,
     cli::{ReportArgs, ReportFormat},
     report::{build_report, render_json, render_text},
+    term_escape::{Escaped, json_for_terminal},
 };
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let capture = Capture::open(&args.file)?;
     for warning in capture.warnings() {
-        eprintln!("spanlet: warning: {}: {warning}", args.file.display());
+        eprintln!(
+            "spanlet: warning: {}: {warning}",
+            Escaped(&args.file.display().to_string())
+        );
     }
     let report = build_report(&capture, args.top);
     let text = match args.format {
         ReportFormat::Text => render_text(&report),
-        ReportFormat::Json => serde_json::to_string_pretty(&render_json(&report))? + "\n",
+        ReportFormat::Json => {
+            json_for_terminal(&serde_json::to_string_pretty(&render_json(&report))?) + "\n"
+        }
     };
     // A closed pipe or a full disk is an error like any other, not a panic.
     let mut out = std::io::stdout().lock();
