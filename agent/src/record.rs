@@ -180,6 +180,11 @@ struct Sink {
 }
 
 impl Sink {
+    /// Makes the next spanlet of `pid` write its process record again.
+    fn forget_process(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
     fn add_process(&mut self, pid: u32) -> Result<(), CaptureError> {
         if !self.processes.insert(pid) {
             return Ok(());
@@ -511,6 +516,9 @@ async fn record_with(
             event = rx.recv() => match event {
                 Some(RawEvent::ProcessExec(exec)) => {
                     let pid = exec.header.pid;
+                    // A new program (or, on a reused PID, a new process):
+                    // its command line is read again for its next spanlet.
+                    sink.forget_process(pid);
                     let added = match node.as_mut() {
                         Some(node) => node.exec(pid, exec.start_boottime_ns, &mut tracer),
                         None => false,

@@ -150,3 +150,45 @@ fn pid_given_a_thread_id_traces_its_process() {
     assert!(spanlets.iter().all(|s| s.pid == pid), "{spanlets:?}");
     drop(workload);
 }
+
+/// A traced process that execs a new program is, from then on, that
+/// program: the capture's process record is read again, so its resources
+/// are reported under the new name, not the one it had before the exec.
+/// (The same path renews a process record when a PID is reused.)
+#[test]
+fn a_process_that_execs_is_reported_as_its_new_program() {
+    let _serial = kernel_test_lock();
+    // Python contends on a lock (so its process record is written as
+    // python3), then becomes c_mutex on the same PID.
+    let script = r#"
+import os, sys, threading, time
+lock = threading.Lock()
+def holder():
+    for _ in range(5):
+        with lock:
+            time.sleep(0.03)
+        time.sleep(0.01)
+threads = [threading.Thread(target=holder) for _ in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+os.execv(sys.argv[1], [sys.argv[1], "5", "20"])
+"#;
+    let Some(rec) = record_command(&[], spanlet_tests::python(), &["-c", script, C_MUTEX]) else {
+        return;
+    };
+    let truth: spanlet_tests::LockTruth = rec.truth();
+    let addr = truth
+        .addr
+        .clone()
+        .expect("c_mutex prints its mutex address");
+    let report = rec.report_json();
+    let resources = report["resources"].as_array().expect("resources");
+    let mutex = resources
+        .iter()
+        .find(|r| r["addr"].as_str() == Some(addr.as_str()) && r["pid"] == truth.pid)
+        .unwrap_or_else(|| panic!("c_mutex's mutex {addr} is not in the report: {report:#}"));
+    assert_eq!(
+        mutex["process"], "c_mutex",
+        "the exec'd program's mutex is reported under the process name it had before the exec"
+    );
+}
