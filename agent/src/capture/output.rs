@@ -78,20 +78,14 @@ impl PrivateFile {
 
     /// A device or FIFO is written in place if the writer or root owns it.
     fn special(path: &Path, meta: &std::fs::Metadata) -> io::Result<Self> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        let kind = meta.file_type();
-        if !(kind.is_char_device() || kind.is_block_device() || kind.is_fifo())
-            || (meta.uid() != euid && meta.uid() != 0)
-        {
-            return Err(refused(
-                "is a special file of another user; spanlet writes only regular files there",
-            ));
-        }
+        check_special(meta)?;
         let file = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
+        // What was opened is checked again: the path may have been swapped
+        // for another user's regular file since it was looked at.
+        check_special(&file.metadata()?)?;
         Ok(Self {
             path: path.to_owned(),
             target: Target::Special(file),
@@ -119,6 +113,21 @@ impl PrivateFile {
             Target::Special(file) => Ok(file),
         }
     }
+}
+
+/// A device or FIFO the writer or root owns.
+fn check_special(meta: &std::fs::Metadata) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let kind = meta.file_type();
+    if !(kind.is_char_device() || kind.is_block_device() || kind.is_fifo())
+        || (meta.uid() != euid && meta.uid() != 0)
+    {
+        return Err(refused(
+            "is a special file of another user; spanlet writes only regular files there",
+        ));
+    }
+    Ok(())
 }
 
 fn refused(why: &str) -> io::Error {

@@ -20,7 +20,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let text = match args.format {
         ReportFormat::Text => render_text(&report),
         ReportFormat::Json => {
-            json_for_terminal(&serde_json::to_string_pretty(&render_json(&report))?) + "\n"
+            format!(
+                "{}\n",
+                json_for_terminal(&serde_json::to_string_pretty(&render_json(&report))?)
+            )
         }
     };
     // A closed pipe or a full disk is an error like any other, not a panic.
