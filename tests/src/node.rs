@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::{Reaped, collector::Rotel, spanlet_bin};
+
 /// A container id as runtimes write them (64 hex digits).
 pub const CONTAINER_ID: &str = "5e1f0c0ffee0ddba11c0de5e1f0c0ffee0ddba11c0de5e1f0c0ffee0ddba11c0";
 
@@ -123,6 +125,52 @@ pub fn wait_for_metric(port: u16, series: &str, within: Duration, ok: impl Fn(f6
         );
         sleep(Duration::from_millis(100));
     }
+}
+
+/// `spanlet run ARGS` exporting to `rotel` over gRPC (1 s timeout),
+/// metrics on 127.0.0.1:`port`, outside any cluster, `--min-wait 1ms`
+/// unless `args` give one; returns once it is ready.
+pub fn start_agent(args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
+    start_agent_with(Command::new(spanlet_bin()), args, rotel, port)
+}
+
+/// The same, from `command` (spanlet, or something that execs it).
+pub fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
+    command.arg("run").args(args);
+    if !args.contains(&"--min-wait") {
+        command.args(["--min-wait", "1ms"]);
+    }
+    let mut agent = Reaped(
+        command
+            .args(["--otlp-protocol", "grpc", "--otlp-timeout", "1s"])
+            .arg("--otlp-endpoint")
+            .arg(rotel.grpc_url())
+            .arg("--metrics-address")
+            .arg(format!("127.0.0.1:{port}"))
+            // Outside a cluster, whatever machine the tests run on.
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spanlet run starts"),
+    );
+    wait_ready(port, &mut agent.0);
+    agent
+}
+
+/// SIGTERM, then the agent must flush and exit promptly (15 s) and
+/// cleanly; returns its stderr.
+pub fn stop_agent(mut agent: Reaped) -> String {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
+    let (status, stderr) = agent.exit_within(
+        Duration::from_secs(15),
+        "spanlet run did not exit after SIGTERM",
+    );
+    assert!(status.success(), "spanlet run failed ({status}):\n{stderr}");
+    assert!(stderr.contains("(terminated (SIGTERM))"), "{stderr}");
+    stderr
 }
 
 /// Waits until /readyz answers 200 (the programs are attached).

@@ -16,11 +16,11 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use spanlet_tests::{
-    Background, C_MUTEX, Reaped,
+    Background, C_MUTEX,
     collector::{Received, Rotel},
     kernel_ready, kernel_test_lock,
-    node::{TestCgroup, http_get, in_cgroup, metric, wait_for_metric, wait_ready},
-    python, spanlet_bin,
+    node::{TestCgroup, http_get, in_cgroup, metric, start_agent, wait_for_metric},
+    python,
 };
 
 /// Short-lived processes: `C_MUTEX 1 1` (three threads wait about 1 ms for
@@ -61,28 +61,6 @@ while time.time() < end:
 /// Arguments of the process started outside the cgroup: rounds and hold
 /// (ms) that no churn process uses.
 const OUTSIDE_ARGS: [&str; 2] = ["7", "25"];
-
-fn start_agent(cgroup: &str, rotel: &Rotel, port: u16) -> Reaped {
-    let mut agent = Reaped(
-        Command::new(spanlet_bin())
-            .args(["run", "--cgroup", cgroup])
-            // The churn's 1 ms waits are counted, not exported; the 25 ms
-            // ones of the processes below are.
-            .args(["--min-wait", "5ms", "--otlp-protocol", "grpc"])
-            .arg("--otlp-endpoint")
-            .arg(rotel.grpc_url())
-            .arg("--metrics-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet run starts"),
-    );
-    wait_ready(port, &mut agent.0);
-    agent
-}
 
 /// The id of the agent's `SPANLET_PIDS` map: among the maps it holds open
 /// (their ids are in its fds' fdinfo), the one with that name.
@@ -235,7 +213,9 @@ fn run_keeps_only_live_selected_processes_through_a_churn_and_ignores_reused_pid
     let cgroup = TestCgroup::new("churn");
     let port = Rotel::free_ports().0;
     let parent = cgroup.parent.display().to_string();
-    let agent = start_agent(&parent, &rotel, port);
+    // The churn's 1 ms waits are counted, not exported; the 25 ms ones of
+    // the processes below are.
+    let agent = start_agent(&["--cgroup", &parent, "--min-wait", "5ms"], &rotel, port);
     let map = pid_map_id(agent.0.id());
 
     // One selected process lives through it all.
@@ -314,7 +294,11 @@ fn run_keeps_only_live_selected_processes_through_a_churn_and_ignores_reused_pid
     let control_pid = control.pid();
     let (status, _) = control.wait(Duration::from_secs(30));
     assert!(status.success());
-    let after = everything_exported(&rotel, port);
+    // The metrics may not count the control's waits yet when it exits, so
+    // rotel is watched for them instead (the exporter keeps order).
+    let after = rotel.received_until("the selected control process's waits", |got| {
+        logs_by_pid(got).get(&control_pid).is_some_and(|&n| n > 0)
+    });
     let (before, after) = (logs_by_pid(&before), logs_by_pid(&after));
     assert!(
         after.get(&control_pid).is_some_and(|&n| n > 0),

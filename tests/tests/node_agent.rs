@@ -18,8 +18,8 @@ use spanlet_tests::{
     collector::{Received, Rotel},
     kernel_ready, kernel_test_lock,
     node::{
-        CONTAINER_ID, TestCgroup, http_get, in_cgroup, metric, only_child, thread_caps,
-        wait_for_metric, wait_ready,
+        CONTAINER_ID, TestCgroup, http_get, in_cgroup, metric, only_child, start_agent,
+        start_agent_with, stop_agent, thread_caps, wait_for_metric, wait_ready,
     },
     spanlet_bin,
 };
@@ -28,54 +28,6 @@ const CAP_SYS_PTRACE: u64 = 1 << 19;
 const CAP_BPF: u64 = 1 << 39;
 const CAP_PERFMON: u64 = 1 << 38;
 const CAP_SYS_ADMIN: u64 = 1 << 21;
-
-/// `spanlet run ARGS` exporting to `rotel` over gRPC, metrics on `port`.
-fn start_agent(args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
-    start_agent_with(Command::new(spanlet_bin()), args, rotel, port)
-}
-
-/// The same, from `command` (spanlet, or something that execs it).
-fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
-    let mut agent = Reaped(
-        command
-            .arg("run")
-            .args(args)
-            .args([
-                "--min-wait",
-                "1ms",
-                "--otlp-protocol",
-                "grpc",
-                "--otlp-timeout",
-                "1s",
-            ])
-            .arg("--otlp-endpoint")
-            .arg(rotel.grpc_url())
-            .arg("--metrics-address")
-            .arg(format!("127.0.0.1:{port}"))
-            // Outside a cluster, whatever machine the tests run on.
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet run starts"),
-    );
-    wait_ready(port, &mut agent.0);
-    agent
-}
-
-/// SIGTERM, then the agent must flush and exit promptly; returns stderr.
-fn stop_agent(mut agent: Reaped) -> String {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
-    let (status, stderr) = agent.exit_within(
-        Duration::from_secs(15),
-        "spanlet run did not exit after SIGTERM",
-    );
-    assert!(status.success(), "spanlet run failed ({status}):\n{stderr}");
-    assert!(stderr.contains("(terminated (SIGTERM))"), "{stderr}");
-    stderr
-}
 
 fn free_port() -> u16 {
     Rotel::free_ports().0

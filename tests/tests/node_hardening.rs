@@ -12,43 +12,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spanlet_tests::{
-    Background, C_MUTEX, Reaped,
+    Background, C_MUTEX,
     collector::Rotel,
     kernel_ready, kernel_test_lock,
-    node::{TestCgroup, http_get, metric, wait_for_metric, wait_ready},
-    record_command, spanlet_bin,
+    node::{TestCgroup, http_get, metric, start_agent, stop_agent, wait_for_metric},
+    record_command,
 };
-
-/// `spanlet run ARGS` exporting to `rotel`, metrics on 127.0.0.1:`port`.
-fn start_agent(args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
-    let mut agent = Reaped(
-        Command::new(spanlet_bin())
-            .arg("run")
-            .args(args)
-            .args(["--min-wait", "1ms", "--otlp-protocol", "grpc"])
-            .arg("--otlp-endpoint")
-            .arg(rotel.grpc_url())
-            .arg("--metrics-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet run starts"),
-    );
-    wait_ready(port, &mut agent.0);
-    agent
-}
-
-/// SIGTERM, and the agent must exit cleanly; returns its stderr.
-fn stop_agent(mut agent: Reaped) -> String {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
-    let (status, stderr) = agent.exit_within(Duration::from_secs(15), "spanlet run exits");
-    assert!(status.success(), "spanlet run failed ({status}):\n{stderr}");
-    stderr
-}
 
 /// The summary line's figures, by the label after each number.
 struct Summary {
