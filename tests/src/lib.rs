@@ -148,6 +148,21 @@ pub fn python() -> PathBuf {
 // ---------------------------------------------------------------------------
 // Running processes
 
+/// `bpftool ARGS`, which must succeed (`cargo xtask setup` installs
+/// bpftool); its standard output.
+pub fn bpftool(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("bpftool")
+        .args(args)
+        .output()
+        .expect("bpftool runs (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `cmd` to completion with stdin closed and stdout/stderr captured.
 /// Kills it and panics after `timeout` so a hung spanlet fails the test
 /// instead of hanging CI.

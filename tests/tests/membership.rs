@@ -84,17 +84,8 @@ fn pid_map_id(agent: u32) -> u32 {
 }
 
 fn bpftool(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("bpftool")
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("bpftool runs (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("bpftool prints JSON")
+    let out = spanlet_tests::bpftool(&[&["--json"], args].concat());
+    serde_json::from_slice(&out).expect("bpftool prints JSON")
 }
 
 /// The PIDs in the kernel's PID set now.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use spanlet_tests::{
-    GateTids, GatedWorkload, kernel_ready, kernel_test_lock, record_pid_until_exit, text,
+    GateTids, GatedWorkload, bpftool, kernel_ready, kernel_test_lock, record_pid_until_exit, text,
 };
 
 /// A bpffs mounted on a temporary directory, unmounted on drop.
@@ -45,18 +45,6 @@ impl Drop for Bpffs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
-}
-
-fn bpftool(args: &[&str]) {
-    let out = Command::new("bpftool")
-        .args(args)
-        .output()
-        .expect("bpftool runs (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn hex_bytes(bytes: &[u8]) -> Vec<String> {
