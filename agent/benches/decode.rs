@@ -26,11 +26,11 @@ use std::{
 use criterion::{Criterion, SamplingMode, Throughput};
 use spanlet::{
     capture::{Capture, CaptureWriter},
-    report::build_report,
-    spanlet::{
+    model::{
         CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
         ThreadInfo, WaitOutcome,
     },
+    output::report::build_report,
 };
 
 /// Spanlets in the benchmark capture.

@@ -79,7 +79,7 @@ pub struct RecordArgs {
     pub ringbuf_size: u32,
     /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
     /// (when it is there) for threads without OTEP 4947 thread context.
-    #[arg(long, value_name = "PATH", default_value = crate::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
+    #[arg(long, value_name = "PATH", default_value = crate::kernel::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
     pub obi_ctx_map: PathBuf,
     /// Also export the spanlets live over OTLP (see the --otlp-* flags and
     /// the OTEL_EXPORTER_OTLP_* variables).
@@ -177,7 +177,7 @@ pub struct RunArgs {
     pub ringbuf_size: Option<u32>,
     /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
     /// (when it is there) for threads without OTEP 4947 thread context.
-    #[arg(long, value_name = "PATH", default_value = crate::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
+    #[arg(long, value_name = "PATH", default_value = crate::kernel::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
     pub obi_ctx_map: PathBuf,
     #[command(flatten)]
     pub otlp: OtlpArgs,
@@ -228,7 +228,7 @@ pub struct OtlpArgs {
     /// grpc or http/protobuf [OTEL_EXPORTER_OTLP_PROTOCOL; default
     /// http/protobuf].
     #[arg(long = "otlp-protocol", value_enum, value_name = "PROTOCOL")]
-    pub protocol: Option<crate::otlp::Protocol>,
+    pub protocol: Option<crate::output::otlp::Protocol>,
     /// Extra header (repeatable), e.g. api-key=SECRET
     /// [OTEL_EXPORTER_OTLP_HEADERS]. Checked with the other OTLP settings,
     /// so that no error message repeats the value.
@@ -255,8 +255,8 @@ pub struct OtlpArgs {
 }
 
 impl OtlpArgs {
-    pub fn overrides(&self) -> crate::otlp::Overrides {
-        crate::otlp::Overrides {
+    pub fn overrides(&self) -> crate::output::otlp::Overrides {
+        crate::output::otlp::Overrides {
             endpoint: self.endpoint.clone(),
             protocol: self.protocol,
             headers: self.headers.clone(),

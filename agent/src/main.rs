@@ -13,7 +13,10 @@ fn main() -> ExitCode {
         Err(err) => {
             // An error can quote a traced process's text or a collector's answer.
             let line = one_line(&err);
-            eprintln!("spanlet: error: {}", spanlet::term_escape::escape(&line));
+            eprintln!(
+                "spanlet: error: {}",
+                spanlet::output::term_escape::escape(&line)
+            );
             ExitCode::FAILURE
         }
     }

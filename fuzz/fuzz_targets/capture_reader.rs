@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use spanlet::{
     capture::{Capture, CaptureReader},
-    report::{build_report, render_json, render_text},
+    output::report::{build_report, render_json, render_text},
 };
 
 fuzz_target!(|data: &[u8]| {

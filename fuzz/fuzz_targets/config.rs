@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use spanlet::{
-    otlp::{Overrides, Settings, endpoint, kv_list},
-    run_config::FileConfig,
+    output::otlp::{Overrides, Settings, endpoint, kv_list},
+    node::config::FileConfig,
 };
 
 fuzz_target!(|data: &[u8]| {

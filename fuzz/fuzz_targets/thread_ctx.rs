@@ -6,6 +6,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = spanlet::thread_ctx::find_in_elf(data);
-    let _ = spanlet::decode::decode(data);
+    let _ = spanlet::kernel::thread_ctx::find_in_elf(data);
+    let _ = spanlet::kernel::decode::decode(data);
 });

@@ -19,7 +19,7 @@ use std::{
 use serde_json::Value;
 use spanlet::{
     capture::CaptureWriter,
-    spanlet::{
+    model::{
         CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,
         WaitOutcome,
     },

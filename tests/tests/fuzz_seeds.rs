@@ -11,7 +11,7 @@ use std::{
 
 use spanlet::{
     capture::{Capture, CaptureWriter, FORMAT_VERSION, spanlet_field_names},
-    spanlet::{
+    model::{
         CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
         ThreadInfo, WaitOutcome,
     },

@@ -288,8 +288,8 @@ fn exec_after_drop_child() {
     if std::env::var_os(EXEC_CHILD).is_none() {
         return;
     }
-    spanlet::caps::harden().expect("harden");
-    spanlet::caps::drop_after_load().expect("drop after load");
+    spanlet::kernel::caps::harden().expect("harden");
+    spanlet::kernel::caps::drop_after_load().expect("drop after load");
     let err = Command::new("/bin/cat").arg("/proc/self/status").exec();
     panic!("exec: {err}");
 }

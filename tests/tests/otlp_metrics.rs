@@ -14,11 +14,11 @@ use std::{
 };
 
 use spanlet::{
-    observe::{
+    node::observe::{
         DROP_CAUSES, Snapshot, State, agent_resource, export_periodically, metrics_request,
         otlp::now_unix_nano,
     },
-    otlp::{Overrides, Protocol, ResourceSettings, Sender, Settings},
+    output::otlp::{Overrides, Protocol, ResourceSettings, Sender, Settings},
 };
 use spanlet_tests::collector::{Point, Received, Rotel};
 use tokio::sync::watch;

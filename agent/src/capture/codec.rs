@@ -7,7 +7,7 @@
 
 use compact_str::CompactString;
 
-use crate::spanlet::{SocketInfo, SpanContext, Spanlet, SpanletKind, WaitOutcome};
+use crate::model::{SocketInfo, SpanContext, Spanlet, SpanletKind, WaitOutcome};
 
 /// Longest string stored for `comm` / `waker_comm`; longer ones are cut on a
 /// character boundary. Kernel thread names are at most 15 bytes anyway.

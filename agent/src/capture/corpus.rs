@@ -12,7 +12,7 @@ use super::testutil::{
     full_spanlet, raw_record, sample_end, sample_meta, sample_process, sample_thread,
 };
 use super::*;
-use crate::spanlet::CaptureStats;
+use crate::model::CaptureStats;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/capture_reader")

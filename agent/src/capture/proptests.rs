@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::testutil::{sample_end, sample_meta};
 use super::*;
-use crate::spanlet::{
+use crate::model::{
     CaptureStats, ProcessInfo, SocketInfo, SpanContext, Spanlet, SpanletKind, ThreadInfo,
     WaitOutcome,
 };

@@ -15,7 +15,7 @@ use super::{
     CaptureError, FORMAT_VERSION, Integrity, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION,
     RECORD_HEADER_LEN, codec, record_crc, record_type, window::Window,
 };
-use crate::spanlet::{
+use crate::model::{
     CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,
 };
 

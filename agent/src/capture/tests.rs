@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::testutil::*;
 use super::*;
-use crate::spanlet::{CaptureStats, ProcessInfo};
+use crate::model::{CaptureStats, ProcessInfo};
 
 /// Writes a capture with one record of every type and returns its bytes.
 fn write_sample(dir: &Path, end: bool) -> Vec<u8> {

@@ -2,7 +2,7 @@
 
 use compact_str::CompactString;
 
-use crate::spanlet::{
+use crate::model::{
     CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
     ThreadInfo, WaitOutcome,
 };

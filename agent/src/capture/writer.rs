@@ -12,7 +12,7 @@ use super::{
     CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, PrivateFile, RECORD_HEADER_LEN, codec,
     record_crc, record_type,
 };
-use crate::spanlet::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
+use crate::model::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
 
 /// Large enough that a busy capture does few write syscalls; what sits in the
 /// buffer at a crash is lost, which the reader tolerates.

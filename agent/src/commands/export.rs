@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use spanlet::{
     capture::{CaptureReader, PrivateFile, Record},
     cli::{ExportArgs, ExportFormat},
-    export::JsonlWriter,
+    output::jsonl::JsonlWriter,
 };
 
 /// Streams the capture record by record, so a capture of any size exports

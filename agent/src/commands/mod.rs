@@ -16,7 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             // First, while this is the only thread: every thread the agent
             // starts inherits it.
-            if spanlet::caps::harden()?.securebits {
+            if spanlet::kernel::caps::harden()?.securebits {
                 tracing::info!("no_new_privs set, securebits locked");
             } else {
                 tracing::info!("no_new_privs set; securebits unchanged (no CAP_SETPCAP)");
@@ -38,7 +38,7 @@ fn warn_of_damage<R: std::io::Read>(
     for warning in reader.integrity().warnings(tail) {
         eprintln!(
             "spanlet: warning: {}: {warning}",
-            spanlet::term_escape::Escaped(&file.display().to_string())
+            spanlet::output::term_escape::Escaped(&file.display().to_string())
         );
     }
 }

@@ -3,11 +3,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use spanlet::{
     cli::{OtlpArgs, RecordArgs},
-    otlp::{ResourceSettings, Settings},
-    procfs,
+    host::procfs,
+    output::otlp::{ResourceSettings, Settings},
+    output::report::format_duration_ns,
+    output::term_escape::Escaped,
     record::{LiveOtlp, RecordOptions, RecordSummary, record},
-    report::format_duration_ns,
-    term_escape::Escaped,
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use spanlet::{
     capture::{Capture, CaptureReader},
     cli::ReplayArgs,
-    otlp::{self, ResourceSettings, RetryPolicy, Sender, Settings},
+    output::otlp::{self, ResourceSettings, RetryPolicy, Sender, Settings},
 };
 
 /// Reads the capture twice, so memory stays bounded whatever its size:
@@ -16,7 +16,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     for warning in names.warnings() {
         eprintln!(
             "spanlet: warning: {}: {warning}; replaying what could be read",
-            spanlet::term_escape::Escaped(&args.file.display().to_string())
+            spanlet::output::term_escape::Escaped(&args.file.display().to_string())
         );
     }
     let mut spanlets = CaptureReader::open(&args.file)?;

@@ -4,8 +4,8 @@ use anyhow::Context as _;
 use spanlet::{
     capture::Capture,
     cli::{ReportArgs, ReportFormat},
-    report::{build_report, render_json, render_text},
-    term_escape::{Escaped, json_for_terminal},
+    output::report::{build_report, render_json, render_text},
+    output::term_escape::{Escaped, json_for_terminal},
 };
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {

@@ -2,15 +2,15 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use spanlet::{
-    caps,
     cli::RunArgs,
-    k8s,
+    kernel::caps,
     node::Node,
-    observe::{self, State},
-    otlp::{K8sResource, Sender},
+    node::config::RunSettings,
+    node::k8s,
+    node::observe::{self, State},
+    node::targets::Selection,
+    output::otlp::{K8sResource, Sender},
     record::{RecordOptions, record_node},
-    run_config::RunSettings,
-    targets::Selection,
 };
 use tokio::sync::watch;
 

@@ -18,7 +18,7 @@ use super::{bpfstats::bpf, scenarios::Scenario};
 /// runs them untraced with and without the empty programs.
 pub const SCENARIOS: [Scenario; 2] = [Scenario::Pingpong, Scenario::SysbenchThreads];
 
-/// spanlet's default tracepoints (agent/src/probes.rs); its uprobes are
+/// spanlet's default tracepoints (agent/src/kernel/probes.rs); its uprobes are
 /// off by default.
 pub const HOOKS: [&str; 7] = [
     "sched_switch",

@@ -1,0 +1,312 @@
+//! Live export while tracing: spanlets go into a bounded queue that one
+//! task drains in batches to the collector. The tracing side never waits on
+//! the network: when the queue is full (a slow or dead collector) a spanlet
+//! is dropped and counted; a batch that still fails after its retries is
+//! dropped and counted too; and export resumes by itself when the collector
+//! comes back. Shutdown flushes what is queued, within a deadline.
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{
+    RetryPolicy, Sender,
+    mapping::{self, Names, ResourceSettings},
+    send_with_retry,
+};
+use crate::model::{ProcessInfo, Spanlet, ThreadInfo};
+
+/// Spanlets (and the names that go with them) waiting to be sent.
+const QUEUE: usize = 16_384;
+/// Spanlets per request.
+const BATCH: usize = 512;
+/// A partial batch is sent after this long.
+const LINGER: Duration = Duration::from_millis(500);
+/// Live export gives a failing batch fewer tries than a replay: new
+/// spanlets keep coming, and the queue must keep moving.
+const RETRY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    first_backoff: Duration::from_millis(200),
+    max_backoff: Duration::from_secs(2),
+};
+
+/// What goes down the queue: spanlets, and the names they refer to, in order.
+#[derive(Debug)]
+pub enum Item {
+    Process(ProcessInfo),
+    Thread(ThreadInfo),
+    Spanlet(Box<Spanlet>),
+    /// The process (`tid` None) or thread exited: its names go once what
+    /// is queued before this is sent (a node agent sees processes and
+    /// threads come and go for months).
+    Forget {
+        pid: u32,
+        tid: Option<u32>,
+    },
+}
+
+/// Export figures, readable while running.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Spanlets taken into the queue.
+    pub queued: AtomicU64,
+    pub exported: AtomicU64,
+    /// Dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Dropped because their batch failed after its retries.
+    pub dropped_send_failed: AtomicU64,
+    /// Batches that failed after their retries.
+    pub failed_batches: AtomicU64,
+}
+
+/// A snapshot of [`Counters`], with the last error seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub exported: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_send_failed: u64,
+    /// Still queued when the flush deadline at exit passed.
+    pub dropped_at_exit: u64,
+    pub failed_batches: u64,
+    pub last_error: Option<String>,
+}
+
+impl Summary {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_send_failed + self.dropped_at_exit
+    }
+}
+
+pub struct LiveExporter {
+    tx: mpsc::Sender<Item>,
+    counters: Arc<Counters>,
+    task: JoinHandle<Option<String>>,
+}
+
+#[derive(Default)]
+struct NameTable {
+    processes: BTreeMap<u32, ProcessInfo>,
+    /// (pid, tid) -> name and namespace tid.
+    threads: BTreeMap<(u32, u32), (String, Option<u32>)>,
+    /// Exited processes and threads, forgotten once the batch in hand (which
+    /// may hold their spanlets) is sent.
+    forget: Vec<(u32, Option<u32>)>,
+}
+
+impl NameTable {
+    fn forget_now(&mut self, pid: u32, tid: Option<u32>) {
+        match tid {
+            Some(tid) => {
+                self.threads.remove(&(pid, tid));
+            }
+            None => {
+                self.processes.remove(&pid);
+                let tids: Vec<(u32, u32)> = self
+                    .threads
+                    .range((pid, 0)..=(pid, u32::MAX))
+                    .map(|(&k, _)| k)
+                    .collect();
+                for key in tids {
+                    self.threads.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn forget_exited(&mut self) {
+        for (pid, tid) in std::mem::take(&mut self.forget) {
+            self.forget_now(pid, tid);
+        }
+    }
+
+    /// A process (or thread) is named again: a reused PID. What was to be
+    /// forgotten of the old one goes now, before the new names arrive.
+    fn renamed(&mut self, pid: u32, tid: Option<u32>) {
+        let due: Vec<(u32, Option<u32>)> = self
+            .forget
+            .iter()
+            .copied()
+            .filter(|&(p, t)| p == pid && (t.is_none() || t == tid))
+            .collect();
+        self.forget.retain(|f| !due.contains(f));
+        for (p, t) in due {
+            self.forget_now(p, t);
+        }
+    }
+}
+
+impl Names for NameTable {
+    fn process(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.processes.get(&pid)
+    }
+
+    fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
+        self.threads.get(&(pid, tid)).map(|(name, _)| name.as_str())
+    }
+
+    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
+        self.threads.get(&(pid, tid)).and_then(|&(_, ns)| ns)
+    }
+}
+
+impl Counters {
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+    }
+    pub fn dropped_queue_full(&self) -> u64 {
+        self.dropped_queue_full.load(Ordering::Relaxed)
+    }
+    pub fn dropped_send_failed(&self) -> u64 {
+        self.dropped_send_failed.load(Ordering::Relaxed)
+    }
+    pub fn failed_batches(&self) -> u64 {
+        self.failed_batches.load(Ordering::Relaxed)
+    }
+}
+
+impl LiveExporter {
+    /// Starts the sending task (on the current tokio runtime).
+    pub fn start(sender: Sender, resource: ResourceSettings) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(sender, resource, rx, counters.clone()));
+        Self { tx, counters, task }
+    }
+
+    /// Queues an item; never waits. A spanlet that does not fit is counted;
+    /// false when the item did not fit.
+    pub fn offer(&self, item: Item) -> bool {
+        let is_spanlet = matches!(item, Item::Spanlet(_));
+        let accepted = self.tx.try_send(item).is_ok();
+        let counter = match accepted {
+            true => &self.counters.queued,
+            false => &self.counters.dropped_queue_full,
+        };
+        if is_spanlet {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        accepted
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The counters, readable after [`Self::shutdown`] too.
+    pub fn counters_handle(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Sends what is queued, for at most `deadline`; what is left then is
+    /// counted as dropped.
+    pub async fn shutdown(self, deadline: Duration) -> Summary {
+        let Self { tx, counters, task } = self;
+        drop(tx);
+        let abort = task.abort_handle();
+        let last_error = match tokio::time::timeout(deadline, task).await {
+            Ok(Ok(last)) => last,
+            Ok(Err(join)) => Some(format!("export task failed: {join}")),
+            Err(_) => {
+                abort.abort();
+                Some(format!("export did not finish within {deadline:?}"))
+            }
+        };
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (exported, failed) = (
+            load(&counters.exported),
+            load(&counters.dropped_send_failed),
+        );
+        Summary {
+            exported,
+            dropped_queue_full: load(&counters.dropped_queue_full),
+            dropped_send_failed: failed,
+            dropped_at_exit: load(&counters.queued).saturating_sub(exported + failed),
+            failed_batches: load(&counters.failed_batches),
+            last_error,
+        }
+    }
+}
+
+/// The sending task: batches of up to [`BATCH`] spanlets, sent when full or
+/// after [`LINGER`]. Returns the last error seen, if any.
+async fn run(
+    mut sender: Sender,
+    resource: ResourceSettings,
+    mut rx: mpsc::Receiver<Item>,
+    counters: Arc<Counters>,
+) -> Option<String> {
+    let mut names = NameTable::default();
+    let mut batch: Vec<Spanlet> = Vec::with_capacity(BATCH);
+    let mut last_error = None;
+    loop {
+        let open = fill(&mut rx, &mut names, &mut batch).await;
+        if !batch.is_empty() {
+            let requests = mapping::requests(&batch, &resource, &names);
+            match send_with_retry(&mut sender, &requests, RETRY).await {
+                Ok(()) => {
+                    counters
+                        .exported
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    tracing::warn!(%err, spanlets = batch.len(), "OTLP export failed; batch dropped");
+                    counters
+                        .dropped_send_failed
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    last_error = Some(err.to_string());
+                }
+            }
+            batch.clear();
+        }
+        names.forget_exited();
+        if !open {
+            return last_error;
+        }
+    }
+}
+
+/// Takes items until the batch is full, [`LINGER`] has passed since the
+/// first spanlet, or the queue closes (returns false then).
+async fn fill(
+    rx: &mut mpsc::Receiver<Item>,
+    names: &mut NameTable,
+    batch: &mut Vec<Spanlet>,
+) -> bool {
+    let mut deadline = None;
+    while batch.len() < BATCH {
+        let next = match deadline {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                Ok(item) => item,
+                Err(_) => return true,
+            },
+        };
+        match next {
+            None => return false,
+            Some(Item::Process(p)) => {
+                names.renamed(p.pid, None);
+                names.processes.insert(p.pid, p);
+            }
+            Some(Item::Thread(t)) => {
+                names.renamed(t.pid, Some(t.tid));
+                names.threads.insert((t.pid, t.tid), (t.name, t.ns_tid));
+            }
+            // Nothing in hand can need the names: forget at once (an idle
+            // node never fills a batch).
+            Some(Item::Forget { pid, tid }) if batch.is_empty() => names.forget_now(pid, tid),
+            Some(Item::Forget { pid, tid }) => names.forget.push((pid, tid)),
+            Some(Item::Spanlet(s)) => {
+                batch.push(*s);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+            }
+        }
+    }
+    true
+}
