@@ -2,11 +2,16 @@
 //! duration ends, Ctrl-C, or they exit, writing spanlets to a capture file.
 
 pub mod enrich;
+mod launch;
+mod options;
+mod sink;
+
+use launch::{Launched, child_exit, exit_code_text, launch};
+pub use options::{LiveOtlp, RecordError, RecordOptions, RecordSummary};
+use sink::Sink;
 use std::{
     collections::{BTreeMap, HashSet},
     io::IsTerminal as _,
-    path::PathBuf,
-    process::ExitStatus,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -21,264 +26,25 @@ use tokio::{
 };
 
 use crate::{
-    capture::{CaptureError, CaptureWriter, FORMAT_VERSION, PrivateFile, spanlet_field_names},
+    capture::{CaptureWriter, FORMAT_VERSION, PrivateFile, spanlet_field_names},
     host::procfs,
     kernel::clock::EpochClock,
     kernel::decode::RawEvent,
     kernel::loader::{LoadError, LoadOptions, Tracer},
     kernel::ring_fill::RingFill,
     kernel::ring_reader::{self, ReaderCounters},
-    model::{CaptureEnd, CaptureMeta, CaptureStats, ThreadInfo},
+    model::{CaptureEnd, CaptureMeta, CaptureStats},
     node::{LoopFigures, Node},
-    output::otlp::{
-        ResourceSettings, SendError, Sender, Settings,
-        live::{Item, LiveExporter, Summary as ExportSummary},
-    },
+    output::otlp::{Sender, live::LiveExporter},
     record::enrich::{Enricher, Procfs},
 };
 
 /// Queue between the RingBuf drain and the capture writer, in events.
-const QUEUE_EVENTS: usize = 1 << 18;
+pub(super) const QUEUE_EVENTS: usize = 1 << 18;
 /// How often counters are re-read and written to the capture.
 const STATS_EVERY: Duration = Duration::from_secs(5);
-
-#[derive(Clone, Debug)]
-pub struct RecordOptions {
-    pub pids: Vec<u32>,
-    /// A command to launch and trace (with its children).
-    pub command: Vec<String>,
-    pub duration: Option<Duration>,
-    pub min_wait: Duration,
-    /// Capture file; `None` (`spanlet run`) writes none.
-    pub output: Option<PathBuf>,
-    /// Export live over OTLP too.
-    pub otlp: Option<LiveOtlp>,
-    pub mutex_uprobes: bool,
-    pub kernel_locks: bool,
-    pub follow_forks: bool,
-    pub ringbuf_bytes: u32,
-    /// OBI's pinned trace-context map, read if present.
-    pub obi_ctx_map: Option<PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("nothing to trace: give --pid PID or a command after --")]
-    NoTarget,
-    #[error("no such process: PID {0}")]
-    NoSuchPid(u32),
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-    #[error("cannot write the capture to {path}")]
-    Output {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot run {command}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Otlp(#[from] SendError),
-    #[error("{what}")]
-    Io {
-        what: &'static str,
-        source: std::io::Error,
-    },
-}
-
-/// Where live OTLP export goes.
-#[derive(Clone, Debug)]
-pub struct LiveOtlp {
-    pub settings: Settings,
-    pub resource: ResourceSettings,
-}
-
 /// How long the end of a run may spend sending what is still queued.
 const EXPORT_FLUSH: Duration = Duration::from_secs(5);
-
-/// What a finished recording reports.
-#[derive(Debug)]
-pub struct RecordSummary {
-    pub stats: CaptureStats,
-    pub end: CaptureEnd,
-    pub elapsed: Duration,
-    /// Exit status of the launched command, if it ended while recording.
-    pub command_status: Option<ExitStatus>,
-    /// Live export figures, when exporting.
-    pub export: Option<ExportSummary>,
-}
-
-/// A launched command, traced from its first instruction: the agent's own
-/// PID is in the set as a spawner, so the kernel's fork hook adds the child.
-struct Launched {
-    child: tokio::process::Child,
-    pid: u32,
-}
-
-fn launch(tracer: &mut Tracer, command: &[String]) -> Result<Launched, RecordError> {
-    let own = std::process::id();
-    // The program's thread-context slot, known before it starts, is set in
-    // the kernel as it execs: its very first waits carry context.
-    if let Some(program) = program_path(&command[0]) {
-        tracer.know_program(&program);
-    }
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..]);
-    let spawned = cmd.spawn();
-    // Stop following the agent's own forks whatever happened.
-    tracer.remove_pid(own);
-    let child = spawned.map_err(|source| RecordError::Spawn {
-        command: command.join(" "),
-        source,
-    })?;
-    let pid = child.id().unwrap_or(0);
-    // The fork hook added it already; this makes sure, and marks it as asked for.
-    tracer.add_pid(pid)?;
-    Ok(Launched { child, pid })
-}
-
-/// The file `execvp` would run for `name`: a path as given, else the first
-/// executable match on `$PATH`.
-fn program_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let is_exec = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return is_exec(&p).then_some(p);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| is_exec(p))
-}
-
-fn exit_code_text(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt as _;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        _ => "unknown status".to_owned(),
-    }
-}
-
-/// Writes spanlets and the processes and threads they name to the capture
-/// and to the live exporter (either or both).
-struct Sink {
-    writer: Option<CaptureWriter>,
-    exporter: Option<LiveExporter>,
-    enricher: Enricher<Procfs>,
-    processes: HashSet<u32>,
-    stats: CaptureStats,
-    /// Spanlets recorded, by kind (for the node agent's metrics).
-    by_kind: BTreeMap<&'static str, u64>,
-    /// Exits the exporter has not been told of yet (its queue was full).
-    unsent_forgets: Vec<(u32, Option<u32>)>,
-    min_wait_ns: u64,
-}
-
-impl Sink {
-    /// Makes the next spanlet of `pid` write its process record again.
-    fn forget_process(&mut self, pid: u32) {
-        self.processes.remove(&pid);
-    }
-
-    fn add_process(&mut self, pid: u32) -> Result<(), CaptureError> {
-        if !self.processes.insert(pid) {
-            return Ok(());
-        }
-        if let Some(info) = procfs::process_info(pid) {
-            if let Some(w) = &mut self.writer {
-                w.write_process(&info)?;
-            }
-            if let Some(e) = &self.exporter {
-                e.offer(Item::Process(info));
-            }
-        }
-        for thread in procfs::threads(pid) {
-            self.enricher.know(&thread);
-            self.write_thread(thread)?;
-        }
-        Ok(())
-    }
-
-    fn write_thread(&mut self, thread: ThreadInfo) -> Result<(), CaptureError> {
-        if let Some(w) = &mut self.writer {
-            w.write_thread(&thread)?;
-        }
-        if let Some(e) = &self.exporter {
-            e.offer(Item::Thread(thread));
-        }
-        Ok(())
-    }
-
-    fn write_stats(&mut self) -> Result<(), CaptureError> {
-        match &mut self.writer {
-            Some(w) => {
-                w.write_stats(&self.stats)?;
-                w.flush()
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn handle(&mut self, event: &RawEvent) -> Result<(), CaptureError> {
-        let Some(spanlet) = self.enricher.enrich(event) else {
-            return Ok(());
-        };
-        self.add_process(spanlet.pid)?;
-        *self.by_kind.entry(spanlet.kind.as_str()).or_default() += 1;
-        for thread in self.enricher.take_new_threads() {
-            self.write_thread(thread)?;
-        }
-        if let Some(w) = &mut self.writer {
-            w.write_spanlet(&spanlet)?;
-        }
-        if let Some(e) = &self.exporter {
-            e.offer(Item::Spanlet(Box::new(spanlet)));
-        }
-        self.stats.spanlets += 1;
-        Ok(())
-    }
-
-    /// Forgets threads and processes that exited, here and in the
-    /// exporter, so a node agent's tables hold the living only. One that
-    /// shows up again (a reused id) is simply written again. Forgets the
-    /// exporter's full queue refused are offered again next time.
-    fn prune_exited(&mut self, gone_threads: Vec<(u32, u32)>) {
-        let exited: Vec<u32> = self
-            .processes
-            .iter()
-            .copied()
-            .filter(|&pid| !procfs::is_running(pid))
-            .collect();
-        for &pid in &exited {
-            self.processes.remove(&pid);
-        }
-        let Some(e) = &self.exporter else {
-            return;
-        };
-        let new = gone_threads
-            .into_iter()
-            .filter(|(pid, _)| !exited.contains(pid))
-            .map(|(pid, tid)| (pid, Some(tid)))
-            .chain(exited.iter().map(|&pid| (pid, None)));
-        let pending: Vec<(u32, Option<u32>)> = std::mem::take(&mut self.unsent_forgets)
-            .into_iter()
-            .chain(new)
-            .collect();
-        for (pid, tid) in pending {
-            // Bounded too: past the cap, the exporter keeps a few stale names.
-            if !e.offer(Item::Forget { pid, tid }) && self.unsent_forgets.len() < QUEUE_EVENTS {
-                self.unsent_forgets.push((pid, tid));
-            }
-        }
-    }
-}
 
 fn progress_line(stats: &CaptureStats, started: Instant) {
     eprint!(
@@ -293,14 +59,6 @@ fn progress_line(stats: &CaptureStats, started: Instant) {
 async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the launched command exits; never without one.
-async fn child_exit(launched: Option<&mut Launched>) -> std::io::Result<ExitStatus> {
-    match launched {
-        Some(l) => l.child.wait().await,
         None => std::future::pending().await,
     }
 }

@@ -1,0 +1,76 @@
+//! What a recording is asked to do, what it reports, and how it fails.
+use std::{path::PathBuf, process::ExitStatus, time::Duration};
+
+use crate::{
+    capture::CaptureError,
+    kernel::loader::LoadError,
+    model::{CaptureEnd, CaptureStats},
+    output::otlp::{ResourceSettings, SendError, Settings, live::Summary as ExportSummary},
+};
+
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    pub pids: Vec<u32>,
+    /// A command to launch and trace (with its children).
+    pub command: Vec<String>,
+    pub duration: Option<Duration>,
+    pub min_wait: Duration,
+    /// Capture file; `None` (`spanlet run`) writes none.
+    pub output: Option<PathBuf>,
+    /// Export live over OTLP too.
+    pub otlp: Option<LiveOtlp>,
+    pub mutex_uprobes: bool,
+    pub kernel_locks: bool,
+    pub follow_forks: bool,
+    pub ringbuf_bytes: u32,
+    /// OBI's pinned trace-context map, read if present.
+    pub obi_ctx_map: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("nothing to trace: give --pid PID or a command after --")]
+    NoTarget,
+    #[error("no such process: PID {0}")]
+    NoSuchPid(u32),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot write the capture to {path}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run {command}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Otlp(#[from] SendError),
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Where live OTLP export goes.
+#[derive(Clone, Debug)]
+pub struct LiveOtlp {
+    pub settings: Settings,
+    pub resource: ResourceSettings,
+}
+
+/// What a finished recording reports.
+#[derive(Debug)]
+pub struct RecordSummary {
+    pub stats: CaptureStats,
+    pub end: CaptureEnd,
+    pub elapsed: Duration,
+    /// Exit status of the launched command, if it ended while recording.
+    pub command_status: Option<ExitStatus>,
+    /// Live export figures, when exporting.
+    pub export: Option<ExportSummary>,
+}
