@@ -10,11 +10,11 @@ use spanlet::{
     node::observe::{self, State},
     node::targets::Selection,
     output::otlp::{K8sResource, Sender},
-    record::{RecordOptions, record_node},
+    record::{RecordOptions, Recorder},
 };
 use tokio::sync::watch;
 
-use super::record::{live_otlp, print_summary};
+use super::record::{StderrProgress, live_otlp, print_summary, start_live};
 
 /// How long the last OTLP metrics export may take at exit.
 const LAST_METRICS: Duration = Duration::from_secs(5);
@@ -75,14 +75,18 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
             duration: settings.duration,
             min_wait: settings.min_wait,
             output: None,
-            otlp: Some(otlp),
             mutex_uprobes: false,
             kernel_locks: settings.kernel_locks,
             follow_forks: settings.follow_forks,
             ringbuf_bytes: settings.ringbuf_bytes,
             obi_ctx_map: Some(settings.obi_ctx_map.clone()),
         };
-        let summary = record_node(opts, node).await;
+        let summary = async {
+            let recorder = Recorder::new(opts, Box::new(node), Box::new(StderrProgress::new()))?;
+            let live = start_live(Some(otlp))?;
+            anyhow::Ok(recorder.run(live).await?)
+        }
+        .await;
         let _ = stop_tx.send(true);
         // The last metrics, within the grace period a DaemonSet's pod has;
         // none when recording failed: that is mostly a setting the kernel
