@@ -9,8 +9,8 @@ use spanlet::{
     node::k8s,
     node::observe::{self, State},
     node::targets::Selection,
-    output::otlp::{K8sResource, Sender},
-    record::{RecordOptions, Recorder},
+    output::otlp::{K8sResource, Sender, live::LiveOtlp},
+    record::{RecordOptions, RecordSummary, Recorder},
 };
 use tokio::sync::watch;
 
@@ -81,12 +81,7 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
             ringbuf_bytes: settings.ringbuf_bytes,
             obi_ctx_map: Some(settings.obi_ctx_map.clone()),
         };
-        let summary = async {
-            let recorder = Recorder::new(opts, Box::new(node), Box::new(StderrProgress::new()))?;
-            let live = start_live(Some(otlp))?;
-            anyhow::Ok(recorder.run(live).await?)
-        }
-        .await;
+        let summary = record_as_node(opts, node, otlp).await;
         let _ = stop_tx.send(true);
         // The last metrics, within the grace period a DaemonSet's pod has;
         // none when recording failed: that is mostly a setting the kernel
@@ -110,4 +105,15 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(summary?)
     })?;
     Ok(print_summary(&summary, &endpoint))
+}
+
+/// Records as a node agent, exporting live to `otlp`, until stopped.
+async fn record_as_node(
+    opts: RecordOptions,
+    node: Node,
+    otlp: LiveOtlp,
+) -> anyhow::Result<RecordSummary> {
+    let recorder = Recorder::new(opts, Box::new(node), Box::new(StderrProgress::new()))?;
+    let live = start_live(Some(otlp))?;
+    Ok(recorder.run(live).await?)
 }
