@@ -8,4 +8,4 @@ pub mod k8s;
 pub mod observe;
 pub mod targets;
 
-pub use agent::{LoopFigures, Node};
+pub use agent::Node;
