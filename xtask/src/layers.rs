@@ -47,8 +47,19 @@ const TEMPORARY_ALLOWED_UPWARD: &[(&str, &str)] =
 /// loader calls `kernel_config::build`.
 const TEMPORARY_ALLOWED_CIRCLES: &[(&str, &[&str])] = &[("kernel", &["kernel_config", "loader"])];
 
-/// Folders (module paths) with no import circles between their files.
-const AGENT_CIRCLE_FREE: &[&str] = &["kernel"];
+/// Folders (module paths) with no import circles between their files (a
+/// sub-folder counts as one file; `mod.rs` as one too, except for what it
+/// only re-exports). The agent's other folders still have circles through
+/// their `mod.rs`.
+const AGENT_CIRCLE_FREE: &[&str] = &[
+    "host",
+    "kernel",
+    "model",
+    "node",
+    "node/observe",
+    "output",
+    "output/otlp",
+];
 const XTASK_CIRCLE_FREE: &[&str] = &["bench"];
 
 /// The modules of one package's `src/`: the library's and, when there is
@@ -60,6 +71,10 @@ struct Sources {
     bin_modules: BTreeSet<String>,
     /// The library's name, as the binary writes it (`spanlet::…`).
     lib_name: Option<&'static str>,
+    /// Module → the names it imports from a module below it (`pub use
+    /// child::Item`), and that module: `super::Item` in a sibling refers
+    /// to the sibling that defines it, not to the folder's `mod.rs`.
+    reexports: BTreeMap<ModPath, BTreeMap<String, ModPath>>,
 }
 
 impl Sources {
@@ -87,11 +102,35 @@ impl Sources {
             .get(&vec!["main".to_owned()])
             .map(|main| declared_modules(&strip(main)))
             .unwrap_or_default();
-        Self {
+        let mut sources = Self {
             files,
             bin_modules,
             lib_name,
+            reexports: BTreeMap::new(),
+        };
+        let mut reexports: BTreeMap<ModPath, BTreeMap<String, ModPath>> = BTreeMap::new();
+        for (module, text) in &sources.files {
+            for (scope, path, is_use) in references(&strip(text)) {
+                let Some(absolute) = sources
+                    .absolute(module, &path)
+                    .filter(|_| is_use && scope.is_empty())
+                else {
+                    continue;
+                };
+                let defined_in = sources.longest_module(absolute.clone());
+                if defined_in.len() > module.len()
+                    && defined_in.starts_with(module)
+                    && let Some(item) = absolute.get(defined_in.len())
+                {
+                    reexports
+                        .entry(module.clone())
+                        .or_default()
+                        .insert(item.clone(), defined_in);
+                }
+            }
         }
+        sources.reexports = reexports;
+        sources
     }
 
     /// Whether `path` names a module that has a file.
@@ -110,10 +149,10 @@ impl Sources {
     fn edges(&self) -> BTreeSet<(ModPath, ModPath)> {
         let mut edges = BTreeSet::new();
         for (module, text) in &self.files {
-            for (scope, path) in references(&strip(text)) {
+            for (scope, path, _) in references(&strip(text)) {
                 let mut here = module.clone();
                 here.extend(scope);
-                if let Some(target) = self.resolve(&here, &path)
+                if let Some(target) = self.absolute(&here, &path).map(|p| self.target(p))
                     && target != *module
                 {
                     edges.insert((module.clone(), target));
@@ -123,9 +162,23 @@ impl Sources {
         edges
     }
 
-    /// The module a path used in module `here` refers to, if one of this
-    /// package's.
-    fn resolve(&self, here: &[String], path: &[String]) -> Option<ModPath> {
+    /// The module that defines what `path` (absolute) names: the longest
+    /// prefix that is a module, or the module it re-exports the item from.
+    fn target(&self, path: ModPath) -> ModPath {
+        let mut module = self.longest_module(path.clone());
+        // Bounded: each step goes one module deeper.
+        while let Some(deeper) = path
+            .get(module.len())
+            .and_then(|item| self.reexports.get(&module)?.get(item))
+        {
+            module = deeper.clone();
+        }
+        module
+    }
+
+    /// The absolute path of a path used in module `here`, if it names
+    /// something of this package's.
+    fn absolute(&self, here: &[String], path: &[String]) -> Option<ModPath> {
         let binary = self.in_binary(here);
         // The binary's paths start at main.rs (the module `main`).
         let here = match here.split_first() {
@@ -163,7 +216,7 @@ impl Sources {
             }
         }
         at.extend(segments.cloned());
-        Some(self.longest_module(self.global(in_lib, at)))
+        Some(self.global(in_lib, at))
     }
 
     /// A path of the binary's own modules as a module here: below `main`
@@ -330,10 +383,10 @@ fn tokenize(code: &str) -> Vec<String> {
 }
 
 /// Every path in the code that starts with a module name: (the inline
-/// modules it is written in, e.g. `["tests"]`, and its segments, brace
-/// groups expanded). Paths that start with a type or a crate outside are
-/// returned too; [`Sources::resolve`] drops them.
-fn references(code: &str) -> Vec<(ModPath, ModPath)> {
+/// modules it is written in, e.g. `["tests"]`, its segments, brace groups
+/// expanded, and whether it is in a `use`). Paths that start with a type
+/// or a crate outside are returned too; [`Sources::absolute`] drops them.
+fn references(code: &str) -> Vec<(ModPath, ModPath, bool)> {
     let tokens = tokenize(code);
     let mut out = Vec::new();
     // Inline modules (`mod tests { … }`) and the brace depth they opened at.
@@ -363,9 +416,10 @@ fn references(code: &str) -> Vec<(ModPath, ModPath)> {
             && (i == 0 || tokens[i - 1] != "::");
         if starts_path {
             let scope: ModPath = inline.iter().map(|(m, _)| m.clone()).collect();
+            let is_use = i > 0 && tokens[i - 1] == "use";
             let mut j = i;
             for path in use_tree(&tokens, &mut j) {
-                out.push((scope.clone(), path));
+                out.push((scope.clone(), path, is_use));
             }
             // Go on inside the tree: its braces still count.
             read_to = j;
@@ -608,7 +662,7 @@ mod tests {
             ("commands/run.rs", "use super::super::helper;"),
             (
                 "a/mod.rs",
-                "pub mod inner;\n// crate::d is only a comment\nconst S: &str = \"crate::d\";",
+                "pub mod inner;\npub use inner::Thing;\n// crate::d is only a comment\nconst S: &str = \"crate::d\";",
             ),
             (
                 "a/inner.rs",
@@ -619,11 +673,15 @@ mod tests {
                 "#[cfg(test)]\nmod tests { use super::*; use super::super::a; }",
             ),
             ("c.rs", ""),
-            ("d.rs", ""),
+            (
+                "d.rs",
+                "use crate::a::Thing;\nconst Q: char = '\"';\nfn h() { crate::c::x(); }",
+            ),
         ]);
         assert_eq!(
             pairs(&s),
             [
+                "a -> a::inner",
                 "a::inner -> b",
                 "a::inner -> c",
                 "b -> a",
@@ -631,6 +689,8 @@ mod tests {
                 "commands -> b",
                 "commands -> commands::run",
                 "commands::run -> main",
+                "d -> a::inner",
+                "d -> c",
                 "main -> commands",
             ]
         );
