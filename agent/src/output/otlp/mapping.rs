@@ -3,7 +3,7 @@
 //! ids, and, when the waiter had a span context, a **span** (`lock wait`,
 //! `futex wait`) that is a child of the waiter's span, spans the wait, and
 //! links to the holder's span. Attribute names are listed in the README.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Debug, sync::Arc};
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
@@ -13,10 +13,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::{
-    model::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op},
-    node::k8s::PodCache,
-};
+use crate::model::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -40,7 +37,42 @@ pub struct ResourceSettings {
 #[derive(Clone, Debug)]
 pub struct K8sResource {
     pub node_name: String,
-    pub pods: PodCache,
+    pub pods: Arc<dyn PodLookup>,
+}
+
+/// The pods of this node, as the mapping needs them. A trait because the
+/// pod cache belongs to the node agent, a layer above this one, which
+/// implements it.
+pub trait PodLookup: Debug + Send + Sync {
+    /// The pod of a process whose cgroup paths name this container and pod
+    /// (either may be missing), with the container's name when known.
+    fn pod_names(&self, container_id: Option<&str>, pod_uid: Option<&str>) -> Option<PodNames>;
+}
+
+/// The Kubernetes names of the pod (and container) a process runs in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodNames {
+    pub name: String,
+    /// With dashes, lowercase.
+    pub uid: String,
+    pub namespace: String,
+    pub container: Option<String>,
+}
+
+impl PodNames {
+    /// The OpenTelemetry resource attributes of the pod, and of the
+    /// container if known.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attributes = vec![
+            ("k8s.pod.name", self.name.clone()),
+            ("k8s.pod.uid", self.uid.clone()),
+            ("k8s.namespace.name", self.namespace.clone()),
+        ];
+        if let Some(container) = &self.container {
+            attributes.push(("k8s.container.name", container.clone()));
+        }
+        attributes
+    }
 }
 
 /// Where the spanlets come from: the processes and thread names a capture
@@ -194,13 +226,10 @@ fn resource(pid: u32, settings: &ResourceSettings, process: Option<&ProcessInfo>
         attrs.push(string("k8s.node.name", k8s.node_name.clone()));
         let pod = process.and_then(|p| {
             k8s.pods
-                .lookup(p.container_id.as_deref(), p.pod_uid.as_deref())
+                .pod_names(p.container_id.as_deref(), p.pod_uid.as_deref())
         });
-        if let Some((pod, container)) = pod {
-            let pod_attrs = pod.attributes(container.as_deref());
-            for (key, value) in pod_attrs.into_iter().filter(|(k, _)| *k != "k8s.node.name") {
-                attrs.push(string(key, value));
-            }
+        for (key, value) in pod.iter().flat_map(PodNames::attributes) {
+            attrs.push(string(key, value));
         }
     }
     if !comm.is_empty() {
@@ -519,5 +548,69 @@ mod tests {
         );
         assert_eq!(get("host.name"), Some(Value::StringValue("node-1".into())));
         assert_eq!(get("process.pid"), Some(Value::IntValue(7)));
+    }
+
+    /// One pod, found by its container id.
+    #[derive(Debug)]
+    struct OnePod;
+    impl PodLookup for OnePod {
+        fn pod_names(&self, container_id: Option<&str>, _: Option<&str>) -> Option<PodNames> {
+            (container_id == Some("c1")).then(|| PodNames {
+                name: "web".into(),
+                uid: "u-1".into(),
+                namespace: "shop".into(),
+                container: Some("nginx".into()),
+            })
+        }
+    }
+
+    struct InPod(ProcessInfo);
+    impl Names for InPod {
+        fn process(&self, _: u32) -> Option<&ProcessInfo> {
+            Some(&self.0)
+        }
+        fn thread_name(&self, _: u32, _: u32) -> Option<&str> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_process_in_a_pod_carries_its_k8s_names() {
+        let settings = ResourceSettings {
+            k8s: Some(K8sResource {
+                node_name: "node-1".into(),
+                pods: Arc::new(OnePod),
+            }),
+            ..ResourceSettings::default()
+        };
+        let names = InPod(ProcessInfo {
+            comm: "nginx".into(),
+            container_id: Some("c1".into()),
+            ..ProcessInfo::default()
+        });
+        let r = requests([&wait(None, None)], &settings, &names);
+        let res = r.logs.resource_logs[0].resource.as_ref().unwrap();
+        let k8s: Vec<(&str, Option<&Value>)> = res
+            .attributes
+            .iter()
+            .filter(|a| a.key.starts_with("k8s."))
+            .map(|a| {
+                (
+                    a.key.as_str(),
+                    a.value.as_ref().and_then(|v| v.value.as_ref()),
+                )
+            })
+            .collect();
+        let s = |v: &str| Value::StringValue(v.into());
+        assert_eq!(
+            k8s,
+            [
+                ("k8s.node.name", Some(&s("node-1"))),
+                ("k8s.pod.name", Some(&s("web"))),
+                ("k8s.pod.uid", Some(&s("u-1"))),
+                ("k8s.namespace.name", Some(&s("shop"))),
+                ("k8s.container.name", Some(&s("nginx"))),
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! sent to any collector over gRPC or HTTP/protobuf.
 pub mod client;
 pub mod endpoint;
+pub mod error;
 pub mod kv_list;
 pub mod live;
 pub mod mapping;
@@ -14,8 +15,9 @@ use crate::{
     model::ProcessInfo,
 };
 pub use client::{SendError, Sender};
+pub use error::SettingsError;
 pub use mapping::{K8sResource, Names, Requests, ResourceSettings};
-pub use settings::{Overrides, Protocol, Settings, SettingsError};
+pub use settings::{Overrides, Protocol, Settings};
 
 impl Names for Capture {
     fn process(&self, pid: u32) -> Option<&ProcessInfo> {
