@@ -60,6 +60,41 @@ pub mod maps {
     pub const SOCK_ADDRS: &str = "SPANLET_SOCK_ADDRS";
 }
 
+/// Program names, shared by the programs and `Ebpf::program_mut`. The
+/// attribute macros name a program after its function and take no name of
+/// their own, so each constant is the name of a function in `programs/`;
+/// a test of the agent checks that the built object has exactly these.
+pub mod programs {
+    pub const SCHED_SWITCH: &str = "sched_switch";
+    pub const SCHED_WAKING: &str = "sched_waking";
+    pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
+    pub const HRTIMER_EXPIRE_ENTRY: &str = "hrtimer_expire_entry";
+    pub const HRTIMER_EXPIRE_EXIT: &str = "hrtimer_expire_exit";
+    pub const CONTENTION_BEGIN: &str = "contention_begin";
+    pub const CONTENTION_END: &str = "contention_end";
+    pub const MUTEX_LOCK_ENTER: &str = "mutex_lock_enter";
+    pub const MUTEX_LOCK_EXIT: &str = "mutex_lock_exit";
+    pub const MUTEX_UNLOCK_ENTER: &str = "mutex_unlock_enter";
+
+    /// Every program of the object.
+    pub const ALL: [&str; 12] = [
+        SCHED_SWITCH,
+        SCHED_WAKING,
+        SCHED_PROCESS_EXIT,
+        SCHED_PROCESS_EXEC,
+        SCHED_PROCESS_FORK,
+        HRTIMER_EXPIRE_ENTRY,
+        HRTIMER_EXPIRE_EXIT,
+        CONTENTION_BEGIN,
+        CONTENTION_END,
+        MUTEX_LOCK_ENTER,
+        MUTEX_LOCK_EXIT,
+        MUTEX_UNLOCK_ENTER,
+    ];
+}
+
 /// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
 pub mod globals {
     /// [`crate::Config`] for this run.
@@ -659,8 +694,17 @@ pub struct KernelLockWaitEvent {
 }
 const _: () = assert!(size_of::<KernelLockWaitEvent>() == 128);
 
-/// x86_64 syscall numbers the programs recognise.
-pub mod syscalls {
+// The syscall numbers below, the `pt_regs` offsets the programs read and
+// `kernel::USER_CS` are x86_64's. The programs build for the `bpf` target,
+// which says nothing of the host, so the host is checked where user space
+// builds this crate.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "bpf")))]
+compile_error!("spanlet runs on x86_64 only: agent_ebpf::syscalls_x86_64 holds x86_64 numbers");
+
+/// x86_64 syscall numbers the programs recognise (other architectures
+/// number them differently; see the `compile_error!` above). A spanlet's
+/// `syscall` is one of these.
+pub mod syscalls_x86_64 {
     pub const FUTEX: u32 = 202;
     pub const FUTEX_WAITV: u32 = 449;
     pub const FUTEX_WAKE: u32 = 454;

@@ -4,7 +4,7 @@
 //! (`socket`) take the same path.
 use agent_ebpf::{
     Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, SockAddrs, ThreadCtx, WaitState,
-    futex_op, syscalls, wait_flags,
+    futex_op, syscalls_x86_64, wait_flags,
 };
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 
@@ -49,7 +49,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
     let [a0, a1, a2, a3, a4, _] = sc.args;
     let timeout_flag = |t: u64| if t != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
     match sc.nr as u32 {
-        syscalls::FUTEX if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX if sc.nr >> 32 == 0 => {
             let op = a1 as u32;
             match op & futex_op::CMD_MASK {
                 cmd @ (futex_op::WAIT | futex_op::WAIT_BITSET | futex_op::WAIT_REQUEUE_PI) => {
@@ -78,7 +78,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
             }
         }
         // futex_wait(uaddr, val, mask, flags, timeout, clockid)
-        syscalls::FUTEX_WAIT if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX_WAIT if sc.nr >> 32 == 0 => {
             let val = a1 as u32;
             let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
             Some(WaitTarget {
@@ -92,7 +92,7 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
         // futex_waitv(waiters, nr_futexes, flags, timeout, clockid): the
         // first `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 _; }`
         // names the wait.
-        syscalls::FUTEX_WAITV if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX_WAITV if sc.nr >> 32 == 0 => {
             let [val, uaddr] = regs::read_user::<[u64; 2]>(a0).unwrap_or([0, 0]);
             let val = val as u32;
             Some(WaitTarget {
@@ -256,14 +256,14 @@ fn woken_by_futex_call(state: &WaitState, sc: &Syscall) -> bool {
     let named = |addr: u64| addr != 0 && (addr == state.resource || addr == state.resource2);
     match sc.nr as u32 {
         // futex(2) names a second word (requeue, wake_op) in its 5th arg.
-        syscalls::FUTEX => {
+        syscalls_x86_64::FUTEX => {
             named(sc.args[0]) || named(sc.args[4]) || state.flags & wait_flags::WAITV != 0
         }
-        syscalls::FUTEX_WAKE => named(sc.args[0]) || state.flags & wait_flags::WAITV != 0,
+        syscalls_x86_64::FUTEX_WAKE => named(sc.args[0]) || state.flags & wait_flags::WAITV != 0,
         // futex_requeue(waiters[2], flags, nr_wake, nr_requeue): the words
         // are in the first `struct futex_waitv` (uaddr at +8), in the
         // waker's memory, which is current here.
-        syscalls::FUTEX_REQUEUE => regs::read_user::<u64>(sc.args[0] + 8).is_some_and(named),
+        syscalls_x86_64::FUTEX_REQUEUE => regs::read_user::<u64>(sc.args[0] + 8).is_some_and(named),
         _ => false,
     }
 }

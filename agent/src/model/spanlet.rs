@@ -212,8 +212,8 @@ pub struct Spanlet {
     pub waker_pid: Option<u32>,
     pub waker_tid: Option<u32>,
     pub waker_comm: Option<CompactString>,
-    /// Raw kernel detail: the syscall number and the `agent_ebpf::wait_flags`
-    /// bits.
+    /// Raw kernel detail: the syscall number (x86_64's numbering,
+    /// `agent_ebpf::syscalls_x86_64`) and the `agent_ebpf::wait_flags` bits.
     pub syscall: u32,
     /// Two raw words whose meaning depends on `kind`; read them through the
     /// accessors of the kind ([`Spanlet::futex_op`], [`Spanlet::socket_fd`],
@@ -374,10 +374,10 @@ impl SocketInfo {
     }
 }
 
-/// What a socket wait was doing, from its syscall and flags: `recv`,
-/// `send`, `accept`, `connect`, `poll` or `epoll`.
+/// What a socket wait was doing, from its (x86_64) syscall number and
+/// flags: `recv`, `send`, `accept`, `connect`, `poll` or `epoll`.
 pub fn socket_op(syscall: u32, flags: u32) -> &'static str {
-    use agent_ebpf::syscalls as sc;
+    use agent_ebpf::syscalls_x86_64 as sc;
     if flags & agent_ebpf::wait_flags::EPOLL != 0 {
         return "epoll";
     }

@@ -194,7 +194,7 @@ mod tests {
 
         let mut socket = full_spanlet();
         socket.kind = crate::model::SpanletKind::SocketWait;
-        socket.syscall = agent_ebpf::syscalls::ACCEPT4;
+        socket.syscall = agent_ebpf::syscalls_x86_64::ACCEPT4;
         socket.flags = agent_ebpf::wait_flags::SOCKET;
         socket.socket = Some(crate::model::SocketInfo {
             family: 10,

@@ -299,7 +299,7 @@ fn span_context(ctx: &ThreadCtx) -> Option<SpanContext> {
 
 #[cfg(test)]
 mod tests {
-    use agent_ebpf::{EventKind, futex_op, syscalls};
+    use agent_ebpf::{EventKind, futex_op, syscalls_x86_64};
 
     use super::*;
 
@@ -323,7 +323,7 @@ mod tests {
         ev.wait.block_ns = 1_000;
         ev.wait.wake_ns = 4_000;
         ev.wait.resource = 0x1000;
-        ev.wait.syscall = syscalls::FUTEX;
+        ev.wait.syscall = syscalls_x86_64::FUTEX;
         ev.wait.op = futex_op::WAIT | 128;
         ev.wait.arg = val;
         ev.wait.owner_tid = owner;
@@ -481,7 +481,7 @@ mod tests {
             Outcome::Woken,
             0,
         );
-        ev.wait.syscall = syscalls::RECVFROM;
+        ev.wait.syscall = syscalls_x86_64::RECVFROM;
         ev.wait.resource = 4242;
         ev.wait.sock.family = 2;
         ev.wait.sock.protocol = 6;
