@@ -105,7 +105,7 @@ pub fn kernel_lock_type(flags: u32) -> &'static str {
 }
 
 #[cfg(test)]
-mod lock_type_tests {
+mod tests {
     use agent_ebpf::lock_flags::{MUTEX, PERCPU, READ, RT, SPIN, WRITE};
 
     use super::kernel_lock_type;
@@ -120,6 +120,25 @@ mod lock_type_tests {
         assert_eq!(kernel_lock_type(PERCPU | WRITE), "percpu_rwsem_write");
         assert_eq!(kernel_lock_type(RT), "rt_mutex");
         assert_eq!(kernel_lock_type(0), "unknown");
+    }
+
+    #[test]
+    fn each_kind_reads_op_and_arg_as_its_own() {
+        use super::{Spanlet, SpanletKind};
+        let mut s = Spanlet::new(SpanletKind::SocketWait, 1, 2);
+        s.arg = 7;
+        assert_eq!(s.socket_fd(), Some(7));
+        assert_eq!((s.futex_val(), s.kernel_lock_result()), (None, None));
+        s.kind = SpanletKind::KernelLockWait;
+        (s.op, s.arg) = (MUTEX, -4i32 as u32);
+        assert_eq!(s.kernel_lock_type(), Some("mutex"));
+        assert_eq!((s.kernel_lock_result(), s.socket_fd()), (Some(-4), None));
+        s.kind = SpanletKind::MutexWait;
+        assert_eq!(
+            (s.futex_op(), s.futex_val()),
+            (Some(MUTEX), Some(-4i32 as u32))
+        );
+        assert_eq!((s.kernel_lock_flags(), s.socket_op()), (None, None));
     }
 }
 
