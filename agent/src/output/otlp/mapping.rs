@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::model::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op};
+use crate::model::{Names, ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -75,17 +75,6 @@ impl PodNames {
     }
 }
 
-/// Where the spanlets come from: the processes and thread names a capture
-/// (or a live run) knows.
-pub trait Names {
-    fn process(&self, pid: u32) -> Option<&ProcessInfo>;
-    fn thread_name(&self, pid: u32, tid: u32) -> Option<&str>;
-    /// A thread's id in its process's PID namespace, when that is nested.
-    fn ns_tid(&self, _pid: u32, _tid: u32) -> Option<u32> {
-        None
-    }
-}
-
 /// One batch of spanlets, as the two OTLP requests that carry it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Requests {
@@ -117,7 +106,7 @@ impl Requests {
 pub fn requests<'a>(
     spanlets: impl IntoIterator<Item = &'a Spanlet>,
     settings: &ResourceSettings,
-    names: &impl Names,
+    names: &Names,
 ) -> Requests {
     let mut by_pid: BTreeMap<u32, (Vec<LogRecord>, Vec<Span>)> = BTreeMap::new();
     for s in spanlets {
@@ -278,40 +267,35 @@ fn attributes(s: &Spanlet, thread_name: &str) -> Vec<KeyValue> {
     if let Some(name) = s.waker_comm.as_deref().filter(|n| !n.is_empty()) {
         a.push(string("spanlet.waker.name", name));
     }
-    match s.kind {
-        SpanletKind::MutexHold => {}
-        SpanletKind::KernelLockWait => {
-            a.push(string(
-                "spanlet.kernel_lock.type",
-                kernel_lock_type(s.futex_op),
-            ));
-            a.push(int("spanlet.kernel_lock.flags", s.futex_op));
-            if s.futex_val != 0 {
-                a.push(int("spanlet.kernel_lock.error", s.futex_val as i32));
+    // What each kind adds of its own (holds add nothing).
+    if let Some(flags) = s.kernel_lock_flags() {
+        a.push(string("spanlet.kernel_lock.type", kernel_lock_type(flags)));
+        a.push(int("spanlet.kernel_lock.flags", flags));
+        if let Some(error) = s.kernel_lock_result().filter(|&r| r != 0) {
+            a.push(int("spanlet.kernel_lock.error", error));
+        }
+    }
+    if let (Some(fd), Some(op)) = (s.socket_fd(), s.socket_op()) {
+        a.push(int("spanlet.syscall", s.syscall));
+        a.push(string("spanlet.socket.op", op));
+        a.push(int("spanlet.socket.inode", saturating_i64(s.addr)));
+        a.push(int("spanlet.socket.fd", fd));
+        if let Some(k) = &s.socket {
+            a.push(string("network.transport", k.transport()));
+            if let Some(local) = k.local() {
+                a.push(string("network.local.address", local.ip().to_string()));
+                a.push(int("network.local.port", local.port()));
+            }
+            if let Some(peer) = k.peer() {
+                a.push(string("network.peer.address", peer.ip().to_string()));
+                a.push(int("network.peer.port", peer.port()));
             }
         }
-        SpanletKind::SocketWait => {
-            a.push(int("spanlet.syscall", s.syscall));
-            a.push(string("spanlet.socket.op", socket_op(s.syscall, s.flags)));
-            a.push(int("spanlet.socket.inode", saturating_i64(s.addr)));
-            a.push(int("spanlet.socket.fd", s.futex_val));
-            if let Some(k) = &s.socket {
-                a.push(string("network.transport", k.transport()));
-                if let Some(local) = k.local() {
-                    a.push(string("network.local.address", local.ip().to_string()));
-                    a.push(int("network.local.port", local.port()));
-                }
-                if let Some(peer) = k.peer() {
-                    a.push(string("network.peer.address", peer.ip().to_string()));
-                    a.push(int("network.peer.port", peer.port()));
-                }
-            }
-        }
-        SpanletKind::FutexWait | SpanletKind::MutexWait => {
-            a.push(int("spanlet.syscall", s.syscall));
-            a.push(int("spanlet.futex.op", s.futex_op));
-            a.push(int("spanlet.futex.val", s.futex_val));
-        }
+    }
+    if let (Some(op), Some(val)) = (s.futex_op(), s.futex_val()) {
+        a.push(int("spanlet.syscall", s.syscall));
+        a.push(int("spanlet.futex.op", op));
+        a.push(int("spanlet.futex.val", val));
     }
     a
 }
@@ -419,16 +403,6 @@ mod tests {
     use super::*;
     use crate::model::WaitOutcome;
 
-    struct NoNames;
-    impl Names for NoNames {
-        fn process(&self, _: u32) -> Option<&ProcessInfo> {
-            None
-        }
-        fn thread_name(&self, _: u32, _: u32) -> Option<&str> {
-            None
-        }
-    }
-
     fn ctx(b: u8) -> SpanContext {
         SpanContext {
             trace_id: [b; 16],
@@ -452,8 +426,8 @@ mod tests {
             waker_tid: Some(9),
             waker_comm: Some("holder".into()),
             syscall: 202,
-            futex_op: 128,
-            futex_val: 2,
+            op: 128,
+            arg: 2,
             flags: 0,
             context,
             holder_context: holder,
@@ -472,7 +446,7 @@ mod tests {
     #[test]
     fn a_wait_in_a_span_is_an_event_and_a_linked_child_span() {
         let s = wait(Some(ctx(0xa1)), Some(ctx(0xb2)));
-        let r = requests([&s], &ResourceSettings::default(), &NoNames);
+        let r = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!((r.log_records(), r.spans()), (1, 1));
 
         let log = &r.logs.resource_logs[0].scope_logs[0].log_records[0];
@@ -502,14 +476,14 @@ mod tests {
         assert_eq!(span.links[0].trace_id, vec![0xb2; 16]);
         assert_eq!(span.links[0].span_id, vec![0xb2; 8]);
         // Replaying gives the same span, not a duplicate.
-        let again = requests([&s], &ResourceSettings::default(), &NoNames);
+        let again = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!(again.traces, r.traces);
     }
 
     #[test]
     fn a_wait_outside_any_span_is_an_event_with_empty_ids_and_no_span() {
         let s = wait(None, None);
-        let r = requests([&s], &ResourceSettings::default(), &NoNames);
+        let r = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!((r.log_records(), r.spans()), (1, 0));
         let log = &r.logs.resource_logs[0].scope_logs[0].log_records[0];
         assert!(log.trace_id.is_empty() && log.span_id.is_empty());
@@ -528,7 +502,7 @@ mod tests {
             host_name: "node-1".into(),
             k8s: None,
         };
-        let r = requests([&s], &settings, &NoNames);
+        let r = requests([&s], &settings, &Names::default());
         let res = r.logs.resource_logs[0].resource.as_ref().unwrap();
         let get = |k| attr(&res.attributes, k).cloned();
         assert_eq!(
@@ -564,16 +538,6 @@ mod tests {
         }
     }
 
-    struct InPod(ProcessInfo);
-    impl Names for InPod {
-        fn process(&self, _: u32) -> Option<&ProcessInfo> {
-            Some(&self.0)
-        }
-        fn thread_name(&self, _: u32, _: u32) -> Option<&str> {
-            None
-        }
-    }
-
     #[test]
     fn a_process_in_a_pod_carries_its_k8s_names() {
         let settings = ResourceSettings {
@@ -583,12 +547,15 @@ mod tests {
             }),
             ..ResourceSettings::default()
         };
-        let names = InPod(ProcessInfo {
+        let spanlet = wait(None, None);
+        let mut names = Names::default();
+        names.insert_process(ProcessInfo {
+            pid: spanlet.pid,
             comm: "nginx".into(),
             container_id: Some("c1".into()),
             ..ProcessInfo::default()
         });
-        let r = requests([&wait(None, None)], &settings, &names);
+        let r = requests([&spanlet], &settings, &names);
         let res = r.logs.resource_logs[0].resource.as_ref().unwrap();
         let k8s: Vec<(&str, Option<&Value>)> = res
             .attributes
