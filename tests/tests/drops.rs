@@ -4,7 +4,7 @@
 
 use std::{
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -50,10 +50,11 @@ fn a_full_ring_is_counted_and_reported() {
         eprintln!("skipping: needs root");
         return;
     }
-    let workload = Background::start(C_PINGPONG, &["60000"]);
+    // Long enough to outlast a slow start of the agent on a loaded machine.
+    let workload = Background::start(C_PINGPONG, &["1000000"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let capture = dir.path().join("drops.spanlet");
-    let recorder = Command::new(spanlet_bin())
+    let mut recorder = Command::new(spanlet_bin())
         .args([
             "record",
             "--ringbuf-size",
@@ -69,7 +70,19 @@ fn a_full_ring_is_counted_and_reported() {
         .spawn()
         .expect("start spanlet record");
     let agent = i32::try_from(recorder.id()).expect("pid fits");
-    std::thread::sleep(Duration::from_millis(300));
+    // The capture appears once the programs are attached: stop the agent
+    // only then, or the workload may run its course before anything is seen.
+    let started = Instant::now();
+    while !capture.exists() {
+        if let Some(status) = recorder.try_wait().expect("poll spanlet record") {
+            panic!("spanlet record ended before it started recording: {status}");
+        }
+        assert!(
+            started.elapsed() < SPANLET_TIMEOUT,
+            "spanlet record did not start within {SPANLET_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // SAFETY: plain signals to our own child.
     unsafe { libc::kill(agent, libc::SIGSTOP) };
     std::thread::sleep(Duration::from_millis(500));
