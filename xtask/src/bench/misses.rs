@@ -3,6 +3,8 @@
 //! what a program that does almost nothing costs on this machine.
 use std::fmt::Write as _;
 
+use agent_ebpf::programs;
+
 use super::{
     results::Results,
     scenarios::{Mode, Scenario},
@@ -69,8 +71,10 @@ pub fn explain(md: &mut String, r: &Results) {
     let mut lines = Vec::new();
     if missed(r, "< 300 ns per blocking")
         && let Some(progs) = spanlet_progs(r, Scenario::Pingpong)
-        && let (Some(switch), Some(waking)) =
-            (prog(progs, "sched_switch"), prog(progs, "sched_waking"))
+        && let (Some(switch), Some(waking)) = (
+            prog(progs, programs::SCHED_SWITCH),
+            prog(progs, programs::SCHED_WAKING),
+        )
         && let (Some(sw), Some(wk)) = (switch.ns_per_run, waking.ns_per_run)
     {
         lines.push(format!(
@@ -90,7 +94,7 @@ pub fn explain(md: &mut String, r: &Results) {
     }
     if missed(r, "≥ 0.97 of untraced throughput on sysbench threads")
         && let Some(progs) = spanlet_progs(r, Scenario::SysbenchThreads)
-        && let Some(switch) = prog(progs, "sched_switch")
+        && let Some(switch) = prog(progs, programs::SCHED_SWITCH)
         && let (Some(ns), Some(per_op)) = (switch.ns_per_run, switch.runs_per_op)
     {
         let bpftrace = r
