@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use spanlet::{
     cli::{OtlpArgs, RecordArgs},
     host::procfs,
+    kernel::features::Features,
     output::otlp::{ResourceSettings, Settings},
     output::report::format_duration_ns,
     output::term_escape::Escaped,
@@ -15,18 +16,22 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         pids: args.pids,
         command: args.command,
         duration: args.duration,
-        min_wait: args.min_wait,
         output: Some(args.output),
         otlp: if args.otlp {
             Some(live_otlp(&args.otlp_args)?)
         } else {
             None
         },
-        mutex_uprobes: args.mutex_uprobes,
-        kernel_locks: args.kernel_locks,
-        follow_forks: args.follow_forks,
-        ringbuf_bytes: args.ringbuf_size,
-        obi_ctx_map: Some(args.obi_ctx_map),
+        features: Features {
+            min_wait: args.min_wait,
+            mutex_uprobes: args.mutex_uprobes,
+            kernel_locks: args.kernel_locks,
+            follow_forks: args.follow_forks,
+            ringbuf_bytes: args.ringbuf_size,
+            obi_ctx_map: Some(args.obi_ctx_map),
+            trace_all: false,
+            report_all_execs: false,
+        },
     };
     execute(opts)
 }
