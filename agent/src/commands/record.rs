@@ -1,14 +1,15 @@
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use spanlet::{
     cli::{OtlpArgs, RecordArgs},
     host::procfs,
     kernel::features::Features,
-    output::otlp::{ResourceSettings, Settings},
+    model::CaptureStats,
+    output::otlp::{ResourceSettings, Settings, live::LiveOtlp},
     output::report::format_duration_ns,
     output::term_escape::Escaped,
-    record::{LiveOtlp, RecordOptions, RecordSummary, record},
+    record::{LiveConsumer, NoHooks, Progress, RecordOptions, RecordSummary, Recorder},
 };
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -17,11 +18,6 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         command: args.command,
         duration: args.duration,
         output: Some(args.output),
-        otlp: if args.otlp {
-            Some(live_otlp(&args.otlp_args)?)
-        } else {
-            None
-        },
         features: Features {
             min_wait: args.min_wait,
             mutex_uprobes: args.mutex_uprobes,
@@ -33,7 +29,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             report_all_execs: false,
         },
     };
-    execute(opts)
+    let otlp = match args.otlp {
+        true => Some(live_otlp(&args.otlp_args)?),
+        false => None,
+    };
+    execute(opts, otlp)
 }
 
 /// OTLP settings from the environment and flags, checked before tracing.
@@ -44,20 +44,73 @@ pub fn live_otlp(args: &OtlpArgs) -> anyhow::Result<LiveOtlp> {
     })
 }
 
-/// Records (or runs) and prints the summary; the exit code follows a
-/// launched command's.
-pub fn execute(opts: RecordOptions) -> anyhow::Result<ExitCode> {
-    let destination = match (&opts.output, &opts.otlp) {
+/// Records and prints the summary; the exit code follows a launched
+/// command's.
+fn execute(opts: RecordOptions, otlp: Option<LiveOtlp>) -> anyhow::Result<ExitCode> {
+    let destination = match (&opts.output, &otlp) {
         (Some(path), _) => path.display().to_string(),
         (None, Some(otlp)) => otlp.settings.logs_endpoint.clone(),
         (None, None) => "nowhere".to_owned(),
     };
+    let program = opts.command.first().cloned();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let summary = runtime.block_on(record(opts))?;
+    let summary = runtime.block_on(async {
+        let recorder = Recorder::new(opts, Box::new(NoHooks), Box::new(StderrProgress::new()))?;
+        let live = start_live(otlp)?;
+        anyhow::Ok(recorder.run(live).await?)
+    })?;
+    if let (Some(pid), Some(program)) = (summary.left_running, program) {
+        eprintln!("spanlet: {program} (pid {pid}) is still running, no longer traced");
+    }
     Ok(print_summary(&summary, &destination))
+}
+
+/// Starts the live OTLP export, if asked for; bad settings are an error
+/// before tracing starts.
+pub fn start_live(otlp: Option<LiveOtlp>) -> anyhow::Result<Option<Box<dyn LiveConsumer>>> {
+    Ok(match otlp {
+        Some(otlp) => Some(Box::new(otlp.start()?)),
+        None => None,
+    })
+}
+
+/// Tells how a recording goes on stderr, with a live line on a terminal.
+pub struct StderrProgress {
+    live_line: bool,
+}
+
+impl StderrProgress {
+    pub fn new() -> Self {
+        Self {
+            live_line: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn pid_is_thread(&mut self, tid: u32, tgid: u32) {
+        eprintln!("spanlet: {tid} is a thread of process {tgid}; tracing process {tgid}");
+    }
+
+    fn recording(&mut self, stats: &CaptureStats, elapsed: Duration) {
+        if self.live_line {
+            eprint!(
+                "\r\x1b[Kspanlet: recording {:>5.1}s  spanlets {}  dropped {}",
+                elapsed.as_secs_f64(),
+                stats.spanlets,
+                stats.dropped()
+            );
+        }
+    }
+
+    fn stopped(&mut self) {
+        if self.live_line {
+            eprintln!();
+        }
+    }
 }
 
 /// Prints what a recording did; the exit code follows a launched command's.

@@ -9,12 +9,12 @@ use spanlet::{
     node::k8s,
     node::observe::{self, State},
     node::targets::Selection,
-    output::otlp::{K8sResource, Sender},
-    record::{RecordOptions, record_node},
+    output::otlp::{K8sResource, Sender, live::LiveOtlp},
+    record::{RecordOptions, RecordSummary, Recorder},
 };
 use tokio::sync::watch;
 
-use super::record::{live_otlp, print_summary};
+use super::record::{StderrProgress, live_otlp, print_summary, start_live};
 
 /// How long the last OTLP metrics export may take at exit.
 const LAST_METRICS: Duration = Duration::from_secs(5);
@@ -74,10 +74,9 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
             command: Vec::new(),
             duration: settings.duration,
             output: None,
-            otlp: Some(otlp),
             features: settings.features.clone(),
         };
-        let summary = record_node(opts, node).await;
+        let summary = record_as_node(opts, node, otlp).await;
         let _ = stop_tx.send(true);
         // The last metrics, within the grace period a DaemonSet's pod has;
         // none when recording failed: that is mostly a setting the kernel
@@ -101,4 +100,15 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(summary?)
     })?;
     Ok(print_summary(&summary, &endpoint))
+}
+
+/// Records as a node agent, exporting live to `otlp`, until stopped.
+async fn record_as_node(
+    opts: RecordOptions,
+    node: Node,
+    otlp: LiveOtlp,
+) -> anyhow::Result<RecordSummary> {
+    let recorder = Recorder::new(opts, Box::new(node), Box::new(StderrProgress::new()))?;
+    let live = start_live(Some(otlp))?;
+    Ok(recorder.run(live).await?)
 }

@@ -2,9 +2,7 @@
 //! hands out the maps the agent uses.
 use std::{path::Path, time::Duration};
 
-use agent_ebpf::{
-    COUNTER_SLOTS, FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps,
-};
+use agent_ebpf::{FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
@@ -18,7 +16,7 @@ use crate::{
     kernel::kernel_config,
     kernel::probes::{self, AttachError, AttachPlan},
     kernel::thread_ctx::{LibraryCtx, TlsSlot},
-    model::CaptureStats,
+    model::KernelCounters,
 };
 
 /// How to load the programs.
@@ -511,31 +509,17 @@ impl Tracer {
         });
     }
 
-    /// Sums the per-CPU kernel counters into the capture's drop figures.
-    pub fn kernel_counters(&self, stats: &mut CaptureStats) -> Result<(), LoadError> {
-        use agent_ebpf::Counter as C;
-        let mut sums = [0u64; COUNTER_SLOTS as usize];
-        for (slot, sum) in sums.iter_mut().enumerate() {
+    /// The kernel's counters, each summed over the CPUs.
+    pub fn kernel_counters(&self) -> Result<KernelCounters, LoadError> {
+        let mut sums = KernelCounters::default();
+        for (slot, sum) in sums.0.iter_mut().enumerate() {
             let values = self
                 .counters
                 .get(&(slot as u32), 0)
                 .map_err(map_err(maps::COUNTERS))?;
             *sum = values.iter().sum();
         }
-        stats.waits_seen = sums[C::WaitsSeen as usize];
-        stats.below_min_wait = sums[C::BelowMinWait as usize];
-        stats.holds_below_min_wait = sums[C::HoldsBelowMin as usize];
-        stats.exited_in_wait = sums[C::ExitedInWait as usize];
-        stats.waits_ended_at_wake = sums[C::WaitClosedLate as usize];
-        stats.dropped_ringbuf_full = sums[C::RingbufFull as usize];
-        stats.dropped_waits_map_full = sums[C::WaitsFull as usize];
-        stats.dropped_pids_map_full = sums[C::PidsFull as usize];
-        stats.dropped_held_map_full = sums[C::HeldFull as usize];
-        stats.kernel_lock_waits_below_min_wait = sums[C::KernelLocksBelowMin as usize];
-        stats.dropped_kernel_locks_map_full = sums[C::KernelLocksFull as usize];
-        stats.epoll_sleeps_without_socket = sums[C::EpollNotSocket as usize];
-        stats.socket_waits_untracked_line = sums[C::SocketQueueFull as usize];
-        Ok(())
+        Ok(sums)
     }
 }
 

@@ -5,7 +5,7 @@
 mod run;
 mod spanlet;
 
-pub use run::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, ThreadInfo};
+pub use run::{CaptureEnd, CaptureMeta, CaptureStats, KernelCounters, ProcessInfo, ThreadInfo};
 pub use spanlet::{
     SocketInfo, SpanContext, Spanlet, SpanletKind, WaitOutcome, kernel_lock_type, socket_op,
 };

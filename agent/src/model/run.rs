@@ -95,7 +95,44 @@ pub struct CaptureStats {
     pub malformed_events: u64,
 }
 
+/// The kernel's counters, summed over CPUs, as the loader reads them:
+/// indexed by `agent_ebpf::Counter`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub [u64; agent_ebpf::COUNTER_SLOTS as usize]);
+
+impl KernelCounters {
+    pub fn get(&self, counter: agent_ebpf::Counter) -> u64 {
+        self.0[counter as usize]
+    }
+}
+
 impl CaptureStats {
+    /// Takes the figures the kernel counts; those user space counts stay.
+    pub fn set_kernel(&mut self, kernel: &KernelCounters) {
+        use agent_ebpf::Counter as C;
+        let fields = [
+            (&mut self.waits_seen, C::WaitsSeen),
+            (&mut self.below_min_wait, C::BelowMinWait),
+            (&mut self.holds_below_min_wait, C::HoldsBelowMin),
+            (&mut self.exited_in_wait, C::ExitedInWait),
+            (&mut self.waits_ended_at_wake, C::WaitClosedLate),
+            (&mut self.dropped_ringbuf_full, C::RingbufFull),
+            (&mut self.dropped_waits_map_full, C::WaitsFull),
+            (&mut self.dropped_pids_map_full, C::PidsFull),
+            (&mut self.dropped_held_map_full, C::HeldFull),
+            (
+                &mut self.kernel_lock_waits_below_min_wait,
+                C::KernelLocksBelowMin,
+            ),
+            (&mut self.dropped_kernel_locks_map_full, C::KernelLocksFull),
+            (&mut self.epoll_sleeps_without_socket, C::EpollNotSocket),
+            (&mut self.socket_waits_untracked_line, C::SocketQueueFull),
+        ];
+        for (field, counter) in fields {
+            *field = kernel.get(counter);
+        }
+    }
+
     /// Everything lost, in kernel and user space.
     pub fn dropped(&self) -> u64 {
         self.dropped_ringbuf_full

@@ -13,12 +13,11 @@ use crate::{
     host::procfs,
     kernel::loader::{LoadOptions, Tracer},
     kernel::ring_fill::RingFill,
-    model::CaptureStats,
     node::config::RunSettings,
     node::k8s::PodCache,
     node::observe::{Snapshot, State},
     node::targets::{Selection, Targets},
-    output::otlp::live::Counters as ExportCounters,
+    record::{ExecSeen, LiveSummary, LoopFigures, RecordError, RecordHooks},
 };
 
 /// How often /proc is scanned for selected processes that no exec
@@ -37,18 +36,6 @@ pub struct Node {
     pod_generation: u64,
     last_rescan: Instant,
     start_unix_nano: u64,
-}
-
-/// The figures of the recording loop a snapshot is made from.
-pub struct LoopFigures<'a> {
-    pub stats: &'a CaptureStats,
-    pub spanlets_by_kind: &'a BTreeMap<&'static str, u64>,
-    pub user_queue_full: u64,
-    pub malformed: u64,
-    pub export: Option<&'a ExportCounters>,
-    /// Spanlets still queued when the export flush at exit ran out.
-    pub export_unsent_at_exit: u64,
-    pub ring: Option<&'a RingFill>,
 }
 
 impl Node {
@@ -82,7 +69,7 @@ impl Node {
 
     /// Rescans now (after loading: processes that started meanwhile). With
     /// `--all`, looks for every running process's thread-context slot.
-    pub fn tick_now(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+    fn tick_now(&mut self, tracer: &mut Tracer) -> Vec<u32> {
         if self.traces_all() {
             let own = std::process::id();
             for pid in procfs::all_pids().into_iter().filter(|&p| p != own) {
@@ -94,13 +81,29 @@ impl Node {
         self.targets.rescan(tracer)
     }
 
+    /// Processes traced now.
+    fn traced_processes(&self, tracer: &Tracer) -> u64 {
+        if self.traces_all() {
+            procfs::all_pids().len().saturating_sub(1) as u64
+        } else {
+            tracer.traced_count() as u64
+        }
+    }
+}
+
+impl RecordHooks for Node {
+    /// The selection names the processes, `--pid` or not.
+    fn selects_processes(&self) -> bool {
+        true
+    }
+
     /// Load settings for a node agent. Execs are always reported (rare, and
     /// a reload may add selectors that need them). Forks are followed for
     /// selectors that take new processes (a container's processes fork
     /// more), never with `--all`, where following would only fill the PID
     /// set (the fork program then only hands the thread-context slot on);
     /// `--pid` alone follows them only with `--follow-forks`.
-    pub fn adjust(&self, load: &mut LoadOptions) {
+    fn adjust_load(&self, load: &mut LoadOptions) {
         let all = self.traces_all();
         let features = &mut load.features;
         features.trace_all = all;
@@ -112,7 +115,7 @@ impl Node {
 
     /// The PID set to load with: the selected processes running now, and,
     /// with `--all`, the agent itself marked as not traced.
-    pub fn initial_pids(&mut self) -> Vec<(u32, u32)> {
+    fn initial_pids(&mut self) -> Vec<(u32, u32)> {
         if self.traces_all() {
             return vec![(std::process::id(), PID_REASON_SPAWNER)];
         }
@@ -123,21 +126,30 @@ impl Node {
             .collect()
     }
 
-    /// Whether the agent keeps running when no traced process is left
-    /// (always, but for `--pid` alone).
-    pub fn waits_for_new_processes(&self) -> bool {
-        self.traces_all() || self.targets.selection().is_dynamic()
+    /// Drops the capabilities only loading needed, then rescans.
+    fn after_load(&mut self, tracer: &mut Tracer) -> Result<Vec<u32>, RecordError> {
+        let mask = crate::kernel::caps::drop_after_load().map_err(|source| RecordError::Io {
+            what: "dropping capabilities after load",
+            source,
+        })?;
+        tracing::info!("capabilities dropped after load; effective now {mask:#x}");
+        Ok(self.tick_now(tracer))
     }
 
-    /// A process exec'd: adds it if it is selected and still the process
-    /// that exec'd (`start_boottime_ns`, from the kernel); true when added.
-    pub fn exec(&mut self, pid: u32, start_boottime_ns: u64, tracer: &mut Tracer) -> bool {
-        !self.traces_all() && self.targets.on_exec(pid, start_boottime_ns, tracer)
+    /// Adds the process if it is selected and still the process that
+    /// exec'd (`start_boottime_ns`, from the kernel).
+    fn exec(&mut self, pid: u32, start_boottime_ns: u64, tracer: &mut Tracer) -> ExecSeen {
+        if !self.traces_all() && self.targets.on_exec(pid, start_boottime_ns, tracer) {
+            ExecSeen::Added
+        } else if tracer.has_pid(pid) || self.traces_all() {
+            ExecSeen::Traced
+        } else {
+            ExecSeen::Ignored
+        }
     }
 
-    /// Every second: rescans when due or when the pods changed. Returns
-    /// processes added.
-    pub fn tick(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+    /// Rescans when due or when the pods changed.
+    fn tick(&mut self, tracer: &mut Tracer) -> Vec<u32> {
         if self.traces_all() {
             return Vec::new();
         }
@@ -150,9 +162,9 @@ impl Node {
         self.targets.rescan(tracer)
     }
 
-    /// SIGHUP: reads the config file again and applies its selection.
-    /// A bad file keeps the selection in force (says why, and counts it).
-    pub fn reload(&mut self, tracer: &mut Tracer) -> Vec<u32> {
+    /// Reads the config file again and applies its selection. A bad file
+    /// keeps the selection in force (says why, and counts it).
+    fn reload(&mut self, tracer: &mut Tracer) -> Vec<u32> {
         let resolved = self
             .settings
             .reload_selection()
@@ -178,22 +190,27 @@ impl Node {
         added
     }
 
-    /// Processes traced now.
-    fn traced_processes(&self, tracer: &Tracer) -> u64 {
-        if self.traces_all() {
-            procfs::all_pids().len().saturating_sub(1) as u64
-        } else {
-            tracer.traced_count() as u64
-        }
+    /// Always, but for `--pid` alone.
+    fn waits_for_new_processes(&self) -> bool {
+        self.traces_all() || self.targets.selection().is_dynamic()
+    }
+
+    /// An agent runs for months: its tables hold the living only.
+    fn forgets_exited(&self) -> bool {
+        true
+    }
+
+    fn publishes_figures(&self) -> bool {
+        true
     }
 
     /// Publishes the figures for /metrics and OTLP metrics, and beats.
-    pub fn publish(&self, tracer: &Tracer, figures: &LoopFigures<'_>) {
+    fn publish(&self, tracer: &Tracer, figures: &LoopFigures<'_>) {
         let Some(state) = &self.state else {
             return;
         };
         let s = figures.stats;
-        let export = |f: fn(&ExportCounters) -> u64| figures.export.map_or(0, f);
+        let export = |f: fn(&LiveSummary) -> u64| figures.export.as_ref().map_or(0, f);
         let drops: BTreeMap<&'static str, u64> = [
             ("ringbuf_full", s.dropped_ringbuf_full),
             ("wait_map_full", s.dropped_waits_map_full),
@@ -207,12 +224,9 @@ impl Node {
             ),
             ("user_queue_full", figures.user_queue_full),
             ("malformed", figures.malformed),
-            (
-                "export_queue_full",
-                export(ExportCounters::dropped_queue_full),
-            ),
-            ("export_failed", export(ExportCounters::dropped_send_failed)),
-            ("export_unsent_at_exit", figures.export_unsent_at_exit),
+            ("export_queue_full", export(|e| e.dropped_queue_full)),
+            ("export_failed", export(|e| e.dropped_send_failed)),
+            ("export_unsent_at_exit", export(|e| e.dropped_at_exit)),
         ]
         .into_iter()
         .collect();
@@ -223,8 +237,8 @@ impl Node {
             exited_in_wait: s.exited_in_wait,
             waits_ended_at_wake: s.waits_ended_at_wake,
             drops_by_cause: drops,
-            exported: export(ExportCounters::exported),
-            export_failed_batches: export(ExportCounters::failed_batches),
+            exported: export(|e| e.exported),
+            export_failed_batches: export(|e| e.failed_batches),
             ringbuf_size_bytes: figures.ring.map_or(0, RingFill::size_bytes),
             ringbuf_used_bytes: figures.ring.map_or(0, RingFill::used_bytes),
             traced_processes: self.traced_processes(tracer),
@@ -240,7 +254,7 @@ impl Node {
 
     /// Ready once the programs are attached and, in a cluster, the pods of
     /// this node are known.
-    pub fn set_ready(&self, attached: bool) {
+    fn set_ready(&self, attached: bool) {
         let Some(state) = &self.state else {
             return;
         };

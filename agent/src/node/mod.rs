@@ -10,4 +10,4 @@ pub mod selection;
 pub mod targets;
 pub mod units;
 
-pub use agent::{LoopFigures, Node};
+pub use agent::Node;

@@ -6,7 +6,8 @@ use std::{
 };
 
 use agent_ebpf::{
-    FutexWaitEvent, KernelLockWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, ctx_source, wait_flags,
+    FutexWaitEvent, KernelLockWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, WaitState, ctx_source,
+    wait_flags,
 };
 
 use crate::{
@@ -146,9 +147,7 @@ impl<S: ThreadSource> Enricher<S> {
     ///   (ahead in its queue) when this one blocked.
     ///
     /// Condition variables, semaphores and other waits get no holder.
-    fn holder(&self, ev: &FutexWaitEvent) -> Option<u32> {
-        let w = &ev.wait;
-        let (pid, tid) = (ev.header.pid, ev.header.tid);
+    fn holder(&self, pid: u32, tid: u32, w: &WaitState) -> Option<u32> {
         let lockish =
             w.flags & (wait_flags::LOCK_SHAPED | wait_flags::PI | wait_flags::SOCKET) != 0;
         if !lockish {
@@ -178,9 +177,22 @@ impl<S: ThreadSource> Enricher<S> {
     }
 
     fn futex_wait(&mut self, ev: &FutexWaitEvent) -> Spanlet {
-        let w = &ev.wait;
-        let (pid, tid) = (ev.header.pid, ev.header.tid);
-        let holder_tid = self.holder(ev);
+        self.wait(ev.header.pid, ev.header.tid, &ev.wait, ev.header.ts_ns)
+    }
+
+    /// A wait of thread `tid` still open when tracing stopped, as a
+    /// spanlet in progress until `now_ns`.
+    pub fn open_wait(&mut self, tid: u32, wait: &WaitState, now_ns: u64) -> Spanlet {
+        let wait = WaitState {
+            outcome: Outcome::InProgress as u32,
+            ..*wait
+        };
+        self.wait(wait.pid, tid, &wait, now_ns)
+    }
+
+    /// The spanlet of thread `tid`'s wait `w`, ended at `end_ns`.
+    fn wait(&mut self, pid: u32, tid: u32, w: &WaitState, end_ns: u64) -> Spanlet {
+        let holder_tid = self.holder(pid, tid, w);
         let socket = w.flags & wait_flags::SOCKET != 0;
         let kind = if socket {
             SpanletKind::SocketWait
@@ -214,7 +226,7 @@ impl<S: ThreadSource> Enricher<S> {
             comm,
             addr: w.uaddr,
             start_unix_nano: self.clock.to_unix_nanos(w.block_ns),
-            wait_ns: ev.header.ts_ns.saturating_sub(w.block_ns),
+            wait_ns: end_ns.saturating_sub(w.block_ns),
             woken_after_ns: (w.wake_ns != 0).then(|| w.wake_ns.saturating_sub(w.block_ns)),
             outcome,
             holder_tid,
@@ -425,6 +437,17 @@ mod tests {
             s.holder_tid,
             Some(12),
             "pruned and not alive: falls back to the waker"
+        );
+    }
+
+    #[test]
+    fn an_open_wait_is_in_progress_until_now() {
+        let mut w = wait(2, LOCK, 11, Outcome::Unknown, 0).wait;
+        w.pid = 1;
+        let s = Enricher::new(EpochClock::calibrate(), Fake).open_wait(10, &w, 9_000);
+        assert_eq!(
+            (s.pid, s.tid, s.outcome, s.wait_ns, s.holder_tid),
+            (1, 10, WaitOutcome::InProgress, 8_000, Some(11))
         );
     }
 

@@ -1,12 +1,12 @@
 //! What a recording is asked to do, what it reports, and how it fails.
 use std::{path::PathBuf, process::ExitStatus, time::Duration};
 
+use super::LiveSummary;
 use crate::{
     capture::CaptureError,
     kernel::features::Features,
     kernel::loader::LoadError,
     model::{CaptureEnd, CaptureStats},
-    output::otlp::{ResourceSettings, SendError, Settings, live::Summary as ExportSummary},
 };
 
 #[derive(Clone, Debug)]
@@ -17,8 +17,6 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     /// Capture file; `None` (`spanlet run`) writes none.
     pub output: Option<PathBuf>,
-    /// Export live over OTLP too.
-    pub otlp: Option<LiveOtlp>,
     /// What the programs record (a launched command's forks are followed
     /// whatever it says).
     pub features: Features,
@@ -44,20 +42,11 @@ pub enum RecordError {
         command: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Otlp(#[from] SendError),
     #[error("{what}")]
     Io {
         what: &'static str,
         source: std::io::Error,
     },
-}
-
-/// Where live OTLP export goes.
-#[derive(Clone, Debug)]
-pub struct LiveOtlp {
-    pub settings: Settings,
-    pub resource: ResourceSettings,
 }
 
 /// What a finished recording reports.
@@ -69,5 +58,8 @@ pub struct RecordSummary {
     /// Exit status of the launched command, if it ended while recording.
     pub command_status: Option<ExitStatus>,
     /// Live export figures, when exporting.
-    pub export: Option<ExportSummary>,
+    pub export: Option<LiveSummary>,
+    /// The launched command's PID, when it was still running as
+    /// recording stopped (it is no longer traced).
+    pub left_running: Option<u32>,
 }

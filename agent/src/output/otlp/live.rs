@@ -6,6 +6,8 @@
 //! comes back. Shutdown flushes what is queued, within a deadline.
 use std::{
     collections::BTreeMap,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -16,11 +18,14 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    RetryPolicy, Sender,
+    RetryPolicy, SendError, Sender, Settings,
     mapping::{self, Names, ResourceSettings},
     send_with_retry,
 };
-use crate::model::{ProcessInfo, Spanlet, ThreadInfo};
+use crate::{
+    model::{ProcessInfo, Spanlet},
+    record::{LiveConsumer, LiveItem as Item, LiveSummary as Summary},
+};
 
 /// Spanlets (and the names that go with them) waiting to be sent.
 const QUEUE: usize = 16_384;
@@ -36,24 +41,27 @@ const RETRY: RetryPolicy = RetryPolicy {
     max_backoff: Duration::from_secs(2),
 };
 
-/// What goes down the queue: spanlets, and the names they refer to, in order.
-#[derive(Debug)]
-pub enum Item {
-    Process(ProcessInfo),
-    Thread(ThreadInfo),
-    Spanlet(Box<Spanlet>),
-    /// The process (`tid` None) or thread exited: its names go once what
-    /// is queued before this is sent (a node agent sees processes and
-    /// threads come and go for months).
-    Forget {
-        pid: u32,
-        tid: Option<u32>,
-    },
+/// Where live OTLP export goes, checked when it starts.
+#[derive(Clone, Debug)]
+pub struct LiveOtlp {
+    pub settings: Settings,
+    pub resource: ResourceSettings,
+}
+
+impl LiveOtlp {
+    /// Checks the settings and starts the sending task (on the current
+    /// tokio runtime).
+    pub fn start(self) -> Result<LiveExporter, SendError> {
+        Ok(LiveExporter::start(
+            Sender::new(self.settings)?,
+            self.resource,
+        ))
+    }
 }
 
 /// Export figures, readable while running.
 #[derive(Debug, Default)]
-pub struct Counters {
+struct Counters {
     /// Spanlets taken into the queue.
     pub queued: AtomicU64,
     pub exported: AtomicU64,
@@ -63,24 +71,6 @@ pub struct Counters {
     pub dropped_send_failed: AtomicU64,
     /// Batches that failed after their retries.
     pub failed_batches: AtomicU64,
-}
-
-/// A snapshot of [`Counters`], with the last error seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub exported: u64,
-    pub dropped_queue_full: u64,
-    pub dropped_send_failed: u64,
-    /// Still queued when the flush deadline at exit passed.
-    pub dropped_at_exit: u64,
-    pub failed_batches: u64,
-    pub last_error: Option<String>,
-}
-
-impl Summary {
-    pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_send_failed + self.dropped_at_exit
-    }
 }
 
 pub struct LiveExporter {
@@ -156,17 +146,18 @@ impl Names for NameTable {
 }
 
 impl Counters {
-    pub fn exported(&self) -> u64 {
-        self.exported.load(Ordering::Relaxed)
-    }
-    pub fn dropped_queue_full(&self) -> u64 {
-        self.dropped_queue_full.load(Ordering::Relaxed)
-    }
-    pub fn dropped_send_failed(&self) -> u64 {
-        self.dropped_send_failed.load(Ordering::Relaxed)
-    }
-    pub fn failed_batches(&self) -> u64 {
-        self.failed_batches.load(Ordering::Relaxed)
+    /// The figures so far: what is queued is not dropped (yet), and the
+    /// last error is the sending task's to tell at the end.
+    fn figures(&self) -> Summary {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            exported: load(&self.exported),
+            dropped_queue_full: load(&self.dropped_queue_full),
+            dropped_send_failed: load(&self.dropped_send_failed),
+            dropped_at_exit: 0,
+            failed_batches: load(&self.failed_batches),
+            last_error: None,
+        }
     }
 }
 
@@ -194,15 +185,6 @@ impl LiveExporter {
         accepted
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// The counters, readable after [`Self::shutdown`] too.
-    pub fn counters_handle(&self) -> Arc<Counters> {
-        self.counters.clone()
-    }
-
     /// Sends what is queued, for at most `deadline`; what is left then is
     /// counted as dropped.
     pub async fn shutdown(self, deadline: Duration) -> Summary {
@@ -217,19 +199,30 @@ impl LiveExporter {
                 Some(format!("export did not finish within {deadline:?}"))
             }
         };
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (exported, failed) = (
-            load(&counters.exported),
-            load(&counters.dropped_send_failed),
-        );
+        let figures = counters.figures();
         Summary {
-            exported,
-            dropped_queue_full: load(&counters.dropped_queue_full),
-            dropped_send_failed: failed,
-            dropped_at_exit: load(&counters.queued).saturating_sub(exported + failed),
-            failed_batches: load(&counters.failed_batches),
+            dropped_at_exit: counters
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(figures.exported + figures.dropped_send_failed),
             last_error,
+            ..figures
         }
+    }
+}
+
+/// What the recording feeds the exporter.
+impl LiveConsumer for LiveExporter {
+    fn offer(&self, item: Item) -> bool {
+        LiveExporter::offer(self, item)
+    }
+
+    fn figures(&self) -> Summary {
+        self.counters.figures()
+    }
+
+    fn finish(self: Box<Self>, deadline: Duration) -> Pin<Box<dyn Future<Output = Summary>>> {
+        Box::pin(self.shutdown(deadline))
     }
 }
 
