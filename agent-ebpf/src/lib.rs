@@ -60,6 +60,41 @@ pub mod maps {
     pub const SOCK_ADDRS: &str = "SPANLET_SOCK_ADDRS";
 }
 
+/// Program names, shared by the programs and `Ebpf::program_mut`. The
+/// attribute macros name a program after its function and take no name of
+/// their own, so each constant is the name of a function in `programs/`;
+/// a test of the agent checks that the built object has exactly these.
+pub mod programs {
+    pub const SCHED_SWITCH: &str = "sched_switch";
+    pub const SCHED_WAKING: &str = "sched_waking";
+    pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
+    pub const HRTIMER_EXPIRE_ENTRY: &str = "hrtimer_expire_entry";
+    pub const HRTIMER_EXPIRE_EXIT: &str = "hrtimer_expire_exit";
+    pub const CONTENTION_BEGIN: &str = "contention_begin";
+    pub const CONTENTION_END: &str = "contention_end";
+    pub const MUTEX_LOCK_ENTER: &str = "mutex_lock_enter";
+    pub const MUTEX_LOCK_EXIT: &str = "mutex_lock_exit";
+    pub const MUTEX_UNLOCK_ENTER: &str = "mutex_unlock_enter";
+
+    /// Every program of the object.
+    pub const ALL: [&str; 12] = [
+        SCHED_SWITCH,
+        SCHED_WAKING,
+        SCHED_PROCESS_EXIT,
+        SCHED_PROCESS_EXEC,
+        SCHED_PROCESS_FORK,
+        HRTIMER_EXPIRE_ENTRY,
+        HRTIMER_EXPIRE_EXIT,
+        CONTENTION_BEGIN,
+        CONTENTION_END,
+        MUTEX_LOCK_ENTER,
+        MUTEX_LOCK_EXIT,
+        MUTEX_UNLOCK_ENTER,
+    ];
+}
+
 /// Names of load-time globals the agent sets with `EbpfLoader::override_global`.
 pub mod globals {
     /// [`crate::Config`] for this run.
@@ -383,7 +418,7 @@ pub mod wait_flags {
     pub const WAITV: u32 = 1 << 3;
     /// The waker was in a futex syscall naming this waiter's word.
     pub const WAKER_ADDR_MATCH: u32 = 1 << 4;
-    /// `word_owner` was read at wait time.
+    /// `owner_tid` was read at wait time.
     pub const OWNER_READ: u32 = 1 << 5;
     /// The waker was exiting (pthread_join's clear_child_tid wake, robust list).
     pub const WAKER_EXITING: u32 = 1 << 6;
@@ -392,8 +427,8 @@ pub mod wait_flags {
     /// Ended at its wake-up time, not when it ran again: the switch-in was
     /// not seen (see `Counter::WaitClosedLate`).
     pub const ENDED_AT_WAKE: u32 = 1 << 8;
-    /// A wait on a socket, not a futex: `uaddr` is the socket's inode
-    /// number, `val` the fd, `sock` its addresses, `word_owner` (with
+    /// A wait on a socket, not a futex: `resource` is the socket's inode
+    /// number, `arg` the fd, `sock` its addresses, `owner_tid` (with
     /// `OWNER_READ`) a thread of the process blocked on it before this one.
     pub const SOCKET: u32 = 1 << 9;
     /// The socket wait was in poll/ppoll/select/pselect6 on that one socket.
@@ -403,8 +438,8 @@ pub mod wait_flags {
     pub const WAKER_SENDING: u32 = 1 << 11;
     /// A sleep in epoll_wait: which socket it waits on is known only when it
     /// ends (the first ready socket of the epoll instance). Until then
-    /// `uaddr2` is the instance, a kernel pointer that never leaves the
-    /// kernel; with [`SOCKET`] set, `val` is the ready socket's fd.
+    /// `resource2` is the instance, a kernel pointer that never leaves the
+    /// kernel; with [`SOCKET`] set, `arg` is the ready socket's fd.
     pub const EPOLL: u32 = 1 << 12;
 }
 
@@ -437,24 +472,35 @@ pub struct SockWaiters {
 pub const SOCK_WAITER_SLOTS: usize = 8;
 const _: () = assert!(size_of::<SockWaiters>() == 32);
 
-/// Per-thread state of a blocked futex wait, kept in task-local storage
-/// (`SPANLET_WAIT_STATE`) from the moment the thread goes off CPU until it
-/// runs again; `block_ns == 0` means no wait is open.
+/// Per-thread state of a blocked futex or socket wait, kept in task-local
+/// storage (`SPANLET_WAIT_STATE`) from the moment the thread goes off CPU
+/// until it runs again; `block_ns == 0` means no wait is open.
+///
+/// `resource`, `resource2`, `op`, `arg` and `owner_tid` mean what the kind
+/// of wait says: a futex wait ([`wait_flags::SOCKET`] and [`wait_flags::EPOLL`]
+/// clear) or a socket wait (either set).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WaitState {
     pub block_ns: u64,
     pub wake_ns: u64,
-    pub uaddr: u64,
-    /// FUTEX_WAIT_REQUEUE_PI: the PI futex the wait moves to; else 0.
-    pub uaddr2: u64,
+    /// Futex: the word's user address. Socket: the socket's inode number.
+    pub resource: u64,
+    /// Futex: the PI futex a FUTEX_WAIT_REQUEUE_PI wait moves to, else 0.
+    /// Socket: the epoll instance of an epoll sleep until it ends, else 0.
+    pub resource2: u64,
     /// The waiting thread's process (for waits still open at the end).
     pub pid: u32,
     pub _pad: u32,
     pub syscall: u32,
+    /// Futex: the futex op with its flags. Socket: 0.
     pub op: u32,
-    pub val: u32,
-    pub word_owner: u32,
+    /// Futex: the expected value (0 for PI locks). Socket: the fd.
+    pub arg: u32,
+    /// With [`wait_flags::OWNER_READ`]: a futex's owner tid (a glibc
+    /// mutex's `__owner`, a PI word), or the thread of the process ahead
+    /// in a socket's line.
+    pub owner_tid: u32,
     pub waker_pid: u32,
     pub waker_tid: u32,
     pub outcome: u32,
@@ -648,8 +694,17 @@ pub struct KernelLockWaitEvent {
 }
 const _: () = assert!(size_of::<KernelLockWaitEvent>() == 128);
 
-/// x86_64 syscall numbers the programs recognise.
-pub mod syscalls {
+// The syscall numbers below, the `pt_regs` offsets the programs read and
+// `kernel::USER_CS` are x86_64's. The programs build for the `bpf` target,
+// which says nothing of the host, so the host is checked where user space
+// builds this crate.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "bpf")))]
+compile_error!("spanlet runs on x86_64 only: agent_ebpf::syscalls_x86_64 holds x86_64 numbers");
+
+/// x86_64 syscall numbers the programs recognise (other architectures
+/// number them differently; see the `compile_error!` above). A spanlet's
+/// `syscall` is one of these.
+pub mod syscalls_x86_64 {
     pub const FUTEX: u32 = 202;
     pub const FUTEX_WAITV: u32 = 449;
     pub const FUTEX_WAKE: u32 = 454;

@@ -204,27 +204,12 @@ fn spanlet(rng: &mut Rng, p: &Process, start: u64) -> Spanlet {
         SpanletKind::MutexWait
     };
     let mut s = Spanlet {
-        kind,
-        pid: p.pid,
-        tid: *tid,
         comm: comm.as_str().into(),
         addr,
         start_unix_nano: start,
         wait_ns,
-        woken_after_ns: None,
-        outcome: WaitOutcome::Unknown,
-        holder_tid: None,
-        waker_pid: None,
-        waker_tid: None,
-        waker_comm: None,
         syscall: 202,
-        futex_op: 0,
-        futex_val: 0,
-        flags: 0,
-        context: None,
-        holder_context: None,
-        waker_context: None,
-        socket: None,
+        ..Spanlet::new(kind, p.pid, *tid)
     };
     if kind == SpanletKind::MutexHold {
         s.syscall = 0;
@@ -240,16 +225,16 @@ fn spanlet(rng: &mut Rng, p: &Process, start: u64) -> Spanlet {
     if kind == SpanletKind::MutexWait {
         // FUTEX_WAIT_PRIVATE or FUTEX_LOCK_PI_PRIVATE, lock-shaped, some PI.
         let pi = rng.chance(0.1);
-        s.futex_op = if pi { 0x86 } else { 0x80 };
-        s.futex_val = 2;
+        s.op = if pi { 0x86 } else { 0x80 };
+        s.arg = 2;
         s.flags = if pi { 0b110 } else { 0b010 };
         if rng.chance(0.85) {
             s.holder_tid = Some(other(rng).0);
         }
     } else {
         // FUTEX_WAIT_BITSET_PRIVATE, often with a timeout.
-        s.futex_op = 0x89;
-        s.futex_val = rng.below(4) as u32;
+        s.op = 0x89;
+        s.arg = rng.below(4) as u32;
         if rng.chance(0.4) {
             s.flags = 0b001;
         }

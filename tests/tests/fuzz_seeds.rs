@@ -37,8 +37,8 @@ fn spanlet(kind: SpanletKind, tid: u32, wait_ns: u64, holder: Option<u32>) -> Sp
         waker_tid: holder,
         waker_comm: holder.map(|_| "holder".into()),
         syscall: 202,
-        futex_op: 0x80,
-        futex_val: 2,
+        op: 0x80,
+        arg: 2,
         flags: 0,
         context: Some(SpanContext {
             trace_id: [0x4b; 16],

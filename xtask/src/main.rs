@@ -8,6 +8,8 @@ mod deploy;
 mod elf;
 mod fuzz;
 mod image;
+#[cfg(test)]
+mod layers;
 mod setup;
 mod test;
 mod util;

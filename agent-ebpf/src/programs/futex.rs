@@ -4,7 +4,7 @@
 //! (`socket`) take the same path.
 use agent_ebpf::{
     Counter, EventHeader, EventKind, FutexWaitEvent, Outcome, SockAddrs, ThreadCtx, WaitState,
-    futex_op, syscalls, wait_flags,
+    futex_op, syscalls_x86_64, wait_flags,
 };
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 
@@ -32,13 +32,13 @@ impl Now {
     }
 }
 
-/// What a blocking futex syscall waits on.
+/// What a blocking futex (or socket) syscall waits on, named as in
+/// [`WaitState`].
 struct WaitTarget {
-    uaddr: u64,
-    /// The PI futex a WAIT_REQUEUE_PI wait moves to.
-    uaddr2: u64,
+    resource: u64,
+    resource2: u64,
     op: u32,
-    val: u32,
+    arg: u32,
     flags: u32,
 }
 
@@ -49,57 +49,57 @@ fn wait_target(sc: &Syscall) -> Option<WaitTarget> {
     let [a0, a1, a2, a3, a4, _] = sc.args;
     let timeout_flag = |t: u64| if t != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
     match sc.nr as u32 {
-        syscalls::FUTEX if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX if sc.nr >> 32 == 0 => {
             let op = a1 as u32;
             match op & futex_op::CMD_MASK {
                 cmd @ (futex_op::WAIT | futex_op::WAIT_BITSET | futex_op::WAIT_REQUEUE_PI) => {
                     let val = a2 as u32;
                     let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
                     Some(WaitTarget {
-                        uaddr: a0,
-                        uaddr2: if cmd == futex_op::WAIT_REQUEUE_PI {
+                        resource: a0,
+                        resource2: if cmd == futex_op::WAIT_REQUEUE_PI {
                             a4
                         } else {
                             0
                         },
                         op,
-                        val,
+                        arg: val,
                         flags: timeout_flag(a3) | shape,
                     })
                 }
                 futex_op::LOCK_PI | futex_op::LOCK_PI2 => Some(WaitTarget {
-                    uaddr: a0,
-                    uaddr2: 0,
+                    resource: a0,
+                    resource2: 0,
                     op,
-                    val: 0,
+                    arg: 0,
                     flags: timeout_flag(a3) | wait_flags::PI,
                 }),
                 _ => None,
             }
         }
         // futex_wait(uaddr, val, mask, flags, timeout, clockid)
-        syscalls::FUTEX_WAIT if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX_WAIT if sc.nr >> 32 == 0 => {
             let val = a1 as u32;
             let shape = if val == 2 { wait_flags::LOCK_SHAPED } else { 0 };
             Some(WaitTarget {
-                uaddr: a0,
-                uaddr2: 0,
+                resource: a0,
+                resource2: 0,
                 op: a3 as u32,
-                val,
+                arg: val,
                 flags: timeout_flag(a4) | shape,
             })
         }
         // futex_waitv(waiters, nr_futexes, flags, timeout, clockid): the
         // first `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 _; }`
         // names the wait.
-        syscalls::FUTEX_WAITV if sc.nr >> 32 == 0 => {
+        syscalls_x86_64::FUTEX_WAITV if sc.nr >> 32 == 0 => {
             let [val, uaddr] = regs::read_user::<[u64; 2]>(a0).unwrap_or([0, 0]);
             let val = val as u32;
             Some(WaitTarget {
-                uaddr,
-                uaddr2: 0,
+                resource: uaddr,
+                resource2: 0,
                 op: a2 as u32,
-                val,
+                arg: val,
                 flags: timeout_flag(a3) | wait_flags::WAITV,
             })
         }
@@ -151,10 +151,10 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         None => match socket::target(task, &sc) {
             Some(s) => (
                 WaitTarget {
-                    uaddr: s.inode,
-                    uaddr2: s.ep,
+                    resource: s.inode,
+                    resource2: s.ep,
                     op: 0,
-                    val: s.fd,
+                    arg: s.fd,
                     flags: s.flags,
                 },
                 s.file,
@@ -164,9 +164,9 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     };
     // The line a socket waiter joins: its socket's, or its epoll instance's.
     let line = if target.flags & wait_flags::EPOLL != 0 {
-        target.uaddr2
+        target.resource2
     } else {
-        target.uaddr
+        target.resource
     };
     let tid = regs::trusted_task_tid(task);
     let mut flags = target.flags;
@@ -178,13 +178,13 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     let owner = if flags & (wait_flags::SOCKET | wait_flags::EPOLL) != 0 {
         Some(socket::join(line, tid)).filter(|&t| t != 0)
     } else if flags & wait_flags::PI != 0 {
-        regs::read_user::<u32>(target.uaddr).map(|w| w & futex_op::FUTEX_TID_MASK)
+        regs::read_user::<u32>(target.resource).map(|w| w & futex_op::FUTEX_TID_MASK)
     } else if flags & wait_flags::LOCK_SHAPED != 0 {
-        glibc_mutex_owner(target.uaddr)
+        glibc_mutex_owner(target.resource)
     } else {
         None
     };
-    let word_owner = match owner {
+    let owner_tid = match owner {
         Some(o) => {
             flags |= wait_flags::OWNER_READ;
             o
@@ -224,14 +224,14 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
     *slot = WaitState {
         block_ns,
         wake_ns: 0,
-        uaddr: target.uaddr,
-        uaddr2: target.uaddr2,
+        resource: target.resource,
+        resource2: target.resource2,
         pid: tgid,
         _pad: 0,
         syscall: sc.nr as u32,
         op: target.op,
-        val: target.val,
-        word_owner,
+        arg: target.arg,
+        owner_tid,
         waker_pid: 0,
         waker_tid: 0,
         outcome: Outcome::Unknown as u32,
@@ -243,7 +243,7 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         sock: SockAddrs::default(),
     };
     if sock_file != 0 {
-        socket::fill_addrs(target.uaddr, sock_file, &mut slot.sock);
+        socket::fill_addrs(target.resource, sock_file, &mut slot.sock);
     }
 }
 
@@ -253,17 +253,17 @@ fn woken_by_futex_call(state: &WaitState, sc: &Syscall) -> bool {
     if sc.nr >> 32 != 0 {
         return false;
     }
-    let named = |addr: u64| addr != 0 && (addr == state.uaddr || addr == state.uaddr2);
+    let named = |addr: u64| addr != 0 && (addr == state.resource || addr == state.resource2);
     match sc.nr as u32 {
         // futex(2) names a second word (requeue, wake_op) in its 5th arg.
-        syscalls::FUTEX => {
+        syscalls_x86_64::FUTEX => {
             named(sc.args[0]) || named(sc.args[4]) || state.flags & wait_flags::WAITV != 0
         }
-        syscalls::FUTEX_WAKE => named(sc.args[0]) || state.flags & wait_flags::WAITV != 0,
+        syscalls_x86_64::FUTEX_WAKE => named(sc.args[0]) || state.flags & wait_flags::WAITV != 0,
         // futex_requeue(waiters[2], flags, nr_wake, nr_requeue): the words
         // are in the first `struct futex_waitv` (uaddr at +8), in the
         // waker's memory, which is current here.
-        syscalls::FUTEX_REQUEUE => regs::read_user::<u64>(sc.args[0] + 8).is_some_and(named),
+        syscalls_x86_64::FUTEX_REQUEUE => regs::read_user::<u64>(sc.args[0] + 8).is_some_and(named),
         _ => false,
     }
 }
@@ -361,11 +361,11 @@ pub fn on_exit(task: *mut core::ffi::c_void) {
         open_waits::closed(tid);
         if state.flags & wait_flags::EPOLL != 0 {
             // Never counted as a wait: no socket ended it.
-            socket::leave(state.uaddr2, tid);
+            socket::leave(state.resource2, tid);
             return;
         }
         if state.flags & wait_flags::SOCKET != 0 {
-            socket::leave(state.uaddr, tid);
+            socket::leave(state.resource, tid);
         }
         counters::bump(Counter::ExitedInWait);
     }
@@ -398,21 +398,21 @@ pub fn on_run(task: *mut core::ffi::c_void, clock: &mut Now) {
 #[inline(always)]
 fn close(tid: u32, wait: &mut WaitState, end_ns: u64, flags: u32) {
     if wait.flags & wait_flags::EPOLL != 0 {
-        let ep = wait.uaddr2;
+        let ep = wait.resource2;
         socket::leave(ep, tid);
         // The instance is a kernel pointer: it stays here.
-        wait.uaddr2 = 0;
+        wait.resource2 = 0;
         let Some((inode, fd, file)) = socket::ready_socket(ep) else {
             counters::bump(Counter::EpollNotSocket);
             return;
         };
         counters::bump(Counter::WaitsSeen);
-        wait.uaddr = inode;
-        wait.val = fd;
+        wait.resource = inode;
+        wait.arg = fd;
         socket::fill_addrs(inode, file, &mut wait.sock);
         wait.flags |= wait_flags::SOCKET;
     } else if wait.flags & wait_flags::SOCKET != 0 {
-        socket::leave(wait.uaddr, tid);
+        socket::leave(wait.resource, tid);
     }
     emit(tid, wait, end_ns, flags);
 }

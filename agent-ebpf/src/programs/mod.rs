@@ -1,5 +1,9 @@
 //! One module per subsystem; `sched` holds the entry points that the
 //! scheduler tracepoints call, `futex` the wait logic they drive.
+//!
+//! A program's name is its function's: each is one of
+//! `agent_ebpf::programs`, which user space attaches by (the attribute
+//! macros take no name, so a test of the agent checks the built object).
 mod config;
 mod counters;
 mod filter;

@@ -8,7 +8,7 @@
 use agent_ebpf::{
     Counter, SOCK_WAITER_SLOTS, SockAddrs, SockWaiters,
     kernel::{AF_INET, AF_INET6, S_IFMT, S_IFSOCK},
-    syscalls, wait_flags,
+    syscalls_x86_64, wait_flags,
 };
 
 use super::{
@@ -39,22 +39,22 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
     }
     let [a0, a1, a2, ..] = sc.args;
     let (fd, flags) = match sc.nr as u32 {
-        syscalls::READ
-        | syscalls::WRITE
-        | syscalls::READV
-        | syscalls::WRITEV
-        | syscalls::CONNECT
-        | syscalls::ACCEPT
-        | syscalls::ACCEPT4
-        | syscalls::SENDTO
-        | syscalls::RECVFROM
-        | syscalls::SENDMSG
-        | syscalls::RECVMSG
-        | syscalls::SENDMMSG
-        | syscalls::RECVMMSG => (a0 as i32, 0),
+        syscalls_x86_64::READ
+        | syscalls_x86_64::WRITE
+        | syscalls_x86_64::READV
+        | syscalls_x86_64::WRITEV
+        | syscalls_x86_64::CONNECT
+        | syscalls_x86_64::ACCEPT
+        | syscalls_x86_64::ACCEPT4
+        | syscalls_x86_64::SENDTO
+        | syscalls_x86_64::RECVFROM
+        | syscalls_x86_64::SENDMSG
+        | syscalls_x86_64::RECVMSG
+        | syscalls_x86_64::SENDMMSG
+        | syscalls_x86_64::RECVMMSG => (a0 as i32, 0),
         // poll(fds, 1, timeout_ms) / ppoll(fds, 1, tsp, ...) on one socket,
         // as a socket with a timeout does before each call.
-        syscalls::POLL if a1 == 1 => {
+        syscalls_x86_64::POLL if a1 == 1 => {
             let timeout = if (a2 as i32) >= 0 {
                 wait_flags::HAS_TIMEOUT
             } else {
@@ -62,24 +62,26 @@ pub fn target(task: *const u8, sc: &Syscall) -> Option<SocketTarget> {
             };
             (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
         }
-        syscalls::PPOLL if a1 == 1 => {
+        syscalls_x86_64::PPOLL if a1 == 1 => {
             let timeout = if a2 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
             (regs::read_user::<i32>(a0)?, wait_flags::POLLED | timeout)
         }
         // select(nfds, readfds, writefds, exceptfds, timeout) and pselect6
         // (timeout a timespec): a wait on one socket when exactly one fd is
         // set in the read and write sets.
-        syscalls::SELECT | syscalls::PSELECT6 => {
+        syscalls_x86_64::SELECT | syscalls_x86_64::PSELECT6 => {
             let [.., a4, _] = sc.args;
             let timeout = if a4 != 0 { wait_flags::HAS_TIMEOUT } else { 0 };
             (only_fd_selected(a0, a1, a2)?, wait_flags::POLLED | timeout)
         }
         // epoll_wait(epfd, events, max, timeout_ms), epoll_pwait(.., sigmask),
         // epoll_pwait2(.., struct timespec *timeout, ..).
-        syscalls::EPOLL_WAIT | syscalls::EPOLL_PWAIT | syscalls::EPOLL_PWAIT2 => {
+        syscalls_x86_64::EPOLL_WAIT
+        | syscalls_x86_64::EPOLL_PWAIT
+        | syscalls_x86_64::EPOLL_PWAIT2 => {
             let [.., a3, _, _] = sc.args;
             let timeout = match sc.nr as u32 {
-                syscalls::EPOLL_PWAIT2 => a3 != 0,
+                syscalls_x86_64::EPOLL_PWAIT2 => a3 != 0,
                 _ => (a3 as i32) >= 0,
             };
             let epfd = u32::try_from(a0 as i32).ok()?;
@@ -327,13 +329,13 @@ pub fn is_sending(sc: &Syscall) -> bool {
     sc.nr >> 32 == 0
         && matches!(
             sc.nr as u32,
-            syscalls::WRITE
-                | syscalls::WRITEV
-                | syscalls::SENDTO
-                | syscalls::SENDMSG
-                | syscalls::SENDMMSG
-                | syscalls::CONNECT
-                | syscalls::SHUTDOWN
-                | syscalls::CLOSE
+            syscalls_x86_64::WRITE
+                | syscalls_x86_64::WRITEV
+                | syscalls_x86_64::SENDTO
+                | syscalls_x86_64::SENDMSG
+                | syscalls_x86_64::SENDMMSG
+                | syscalls_x86_64::CONNECT
+                | syscalls_x86_64::SHUTDOWN
+                | syscalls_x86_64::CLOSE
         )
 }

@@ -38,6 +38,7 @@ const FIELDS: [(&str, &str); 21] = [
     ("waker_tid", "opt_u32"),
     ("waker_comm", "opt_str8"),
     ("syscall", "u32"),
+    // `Spanlet::op` and `Spanlet::arg`, under their names of format version 1.
     ("futex_op", "u32"),
     ("futex_val", "u32"),
     ("flags", "u32"),
@@ -89,8 +90,8 @@ pub(crate) fn encode_spanlet(spanlet: &Spanlet, out: &mut Vec<u8>) {
     put_opt(out, spanlet.waker_tid, put_u32);
     put_opt(out, spanlet.waker_comm.as_deref(), put_str);
     put_u32(out, spanlet.syscall);
-    put_u32(out, spanlet.futex_op);
-    put_u32(out, spanlet.futex_val);
+    put_u32(out, spanlet.op);
+    put_u32(out, spanlet.arg);
     put_u32(out, spanlet.flags);
     put_opt(out, spanlet.context.as_ref(), put_context);
     put_opt(out, spanlet.holder_context.as_ref(), put_context);
@@ -134,8 +135,8 @@ pub(crate) fn decode_spanlet(version: u32, payload: &[u8]) -> Result<Spanlet, De
         waker_tid: d.opt("waker_tid", Decoder::u32)?,
         waker_comm: d.opt("waker_comm", Decoder::string)?,
         syscall: d.u32("syscall")?,
-        futex_op: d.u32("futex_op")?,
-        futex_val: d.u32("futex_val")?,
+        op: d.u32("futex_op")?,
+        arg: d.u32("futex_val")?,
         flags: d.u32("flags")?,
         context: d.opt("context", Decoder::context)?,
         holder_context: d.opt("holder_context", Decoder::context)?,

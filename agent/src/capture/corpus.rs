@@ -9,10 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use super::testutil::{
-    full_spanlet, raw_record, sample_end, sample_meta, sample_process, sample_thread,
+    finish_with_spanlets, raw_record, record_offsets, sample_meta, sample_process, sample_thread,
 };
 use super::*;
-use crate::model::CaptureStats;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/capture_reader")
@@ -46,34 +45,11 @@ fn intact() -> Vec<u8> {
         .expect("thread");
     w.write_thread(&sample_thread(102, "waker"))
         .expect("thread");
-    for i in 0..SPANLETS {
-        let mut s = full_spanlet();
-        s.wait_ns = i;
-        w.write_spanlet(&s).expect("spanlet");
-    }
-    w.write_stats(&CaptureStats {
-        spanlets: SPANLETS,
-        ..CaptureStats::default()
-    })
-    .expect("stats");
-    w.finish(&sample_end()).expect("finish");
-    std::fs::read(&path).expect("read back")
-}
-
-/// Offsets of the records after the file header.
-fn offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut at = 12;
-    while at + RECORD_HEADER_LEN <= bytes.len() {
-        out.push(at);
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += RECORD_HEADER_LEN + len;
-    }
-    out
+    finish_with_spanlets(w, &path, SPANLETS)
 }
 
 fn with(mut bytes: Vec<u8>, change: impl FnOnce(&mut Vec<u8>, &[usize])) -> Vec<u8> {
-    let at = offsets(&bytes);
+    let at = record_offsets(&bytes);
     change(&mut bytes, &at);
     bytes
 }
@@ -91,7 +67,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
     let len = base.len();
     // Records: 0 meta, 1 process, 2-3 threads, 4.. spanlets, then stats, end.
     let mid = 4 + n / 2;
-    let last = *offsets(&base).last().expect("records");
+    let last = *record_offsets(&base).last().expect("records");
     let mut unknown = raw_record(200, b"from a newer spanlet");
     unknown.extend_from_slice(&raw_record(201, b"{}"));
     vec![

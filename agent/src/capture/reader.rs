@@ -2,7 +2,6 @@
 //! ([`Capture`]).
 
 use std::{
-    collections::BTreeMap,
     fmt,
     fs::File,
     io::Read,
@@ -16,7 +15,7 @@ use super::{
     RECORD_HEADER_LEN, codec, record_crc, record_type, window::Window,
 };
 use crate::model::{
-    CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,
+    CaptureEnd, CaptureMeta, CaptureStats, Names, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,
 };
 
 /// One record after the metadata.
@@ -449,12 +448,9 @@ pub struct Capture {
     /// Where it was read from (empty for captures built in code).
     pub path: PathBuf,
     pub meta: CaptureMeta,
-    /// By PID; a later record for the same PID replaces an earlier one.
-    pub processes: BTreeMap<u32, ProcessInfo>,
-    /// Latest name of each (pid, tid).
-    pub threads: BTreeMap<(u32, u32), String>,
-    /// Thread ids in a nested PID namespace, where recorded.
-    pub thread_ns_tids: BTreeMap<(u32, u32), u32>,
+    /// Processes by PID and the latest name of each (pid, tid); a later
+    /// record for the same PID or thread replaces an earlier one.
+    pub names: Names,
     pub spanlets: Vec<Spanlet>,
     /// The last stats record, if any was written before the file ended.
     pub stats: Option<CaptureStats>,
@@ -474,9 +470,7 @@ impl Capture {
         Self {
             path: PathBuf::new(),
             meta,
-            processes: BTreeMap::new(),
-            threads: BTreeMap::new(),
-            thread_ns_tids: BTreeMap::new(),
+            names: Names::default(),
             spanlets: Vec::new(),
             stats: None,
             end: None,
@@ -538,14 +532,11 @@ impl Capture {
     #[inline]
     pub fn add(&mut self, record: Record) {
         match record {
-            Record::Process(p) => {
-                self.processes.insert(p.pid, p);
-            }
-            Record::Thread(t) => {
-                if let Some(ns_tid) = t.ns_tid {
-                    self.thread_ns_tids.insert((t.pid, t.tid), ns_tid);
-                }
-                self.threads.insert((t.pid, t.tid), t.name);
+            Record::Process(p) => self.names.insert_process(p),
+            Record::Thread(mut t) => {
+                // A record without a namespace tid keeps the one known.
+                t.ns_tid = t.ns_tid.or_else(|| self.names.ns_tid(t.pid, t.tid));
+                self.names.insert_thread(t);
             }
             Record::Spanlet(s) => self.spanlets.push(s),
             Record::Stats(s) => self.stats = Some(s),
@@ -554,10 +545,10 @@ impl Capture {
     }
 
     pub fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
-        self.threads.get(&(pid, tid)).map(String::as_str)
+        self.names.thread_name(pid, tid)
     }
 
     pub fn process_comm(&self, pid: u32) -> Option<&str> {
-        self.processes.get(&pid).map(|p| p.comm.as_str())
+        self.names.process_comm(pid)
     }
 }

@@ -43,7 +43,7 @@ fn round_trips_every_record_type() {
     write_sample(dir.path(), true);
     let c = Capture::open(&dir.path().join("c.spanlet")).expect("open");
     assert_eq!(c.meta, sample_meta());
-    assert_eq!(c.processes.get(&100), Some(&sample_process()));
+    assert_eq!(c.names.process(100), Some(&sample_process()));
     assert_eq!(c.thread_name(100, 101), Some("renamed"));
     assert_eq!(c.spanlets, vec![full_spanlet(), minimal_spanlet()]);
     assert_eq!(c.stats, Some(sample_stats()), "the last stats record wins");
@@ -397,34 +397,11 @@ fn throughput() {
     );
 }
 
-/// Offsets of the records after the file header.
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut at = 12;
-    while at + RECORD_HEADER_LEN <= bytes.len() {
-        out.push(at);
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += RECORD_HEADER_LEN + len;
-    }
-    out
-}
-
 /// A capture of `n` spanlets and a final stats record counting them.
 fn many_spanlets(dir: &Path, n: u64) -> Vec<u8> {
     let path = dir.join("many.spanlet");
-    let mut w = CaptureWriter::create(&path, &sample_meta()).expect("create");
-    for i in 0..n {
-        let mut s = full_spanlet();
-        s.wait_ns = i;
-        w.write_spanlet(&s).expect("spanlet");
-    }
-    w.write_stats(&CaptureStats {
-        spanlets: n,
-        ..CaptureStats::default()
-    })
-    .expect("stats");
-    w.finish(&sample_end()).expect("finish");
-    std::fs::read(&path).expect("read back")
+    let w = CaptureWriter::create(&path, &sample_meta()).expect("create");
+    finish_with_spanlets(w, &path, n)
 }
 
 #[test]

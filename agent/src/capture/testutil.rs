@@ -1,6 +1,6 @@
 //! Sample values shared by the capture, report and export tests.
 
-use compact_str::CompactString;
+use std::path::Path;
 
 use crate::model::{
     CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
@@ -38,8 +38,8 @@ pub(crate) fn full_spanlet() -> Spanlet {
         waker_tid: Some(102),
         waker_comm: Some("waker".into()),
         syscall: 202,
-        futex_op: 0x80,
-        futex_val: 2,
+        op: 0x80,
+        arg: 2,
         flags: 0xffff_ffff,
         context: Some(SpanContext {
             trace_id: [
@@ -59,29 +59,7 @@ pub(crate) fn full_spanlet() -> Spanlet {
 
 /// Every optional field absent, integers zero.
 pub(crate) fn minimal_spanlet() -> Spanlet {
-    Spanlet {
-        kind: SpanletKind::FutexWait,
-        pid: 0,
-        tid: 0,
-        comm: CompactString::default(),
-        addr: 0,
-        start_unix_nano: 0,
-        wait_ns: 0,
-        woken_after_ns: None,
-        outcome: WaitOutcome::Unknown,
-        holder_tid: None,
-        waker_pid: None,
-        waker_tid: None,
-        waker_comm: None,
-        syscall: 0,
-        futex_op: 0,
-        futex_val: 0,
-        flags: 0,
-        context: None,
-        holder_context: None,
-        waker_context: None,
-        socket: None,
-    }
+    Spanlet::new(SpanletKind::FutexWait, 0, 0)
 }
 
 pub(crate) fn sample_process() -> ProcessInfo {
@@ -137,5 +115,35 @@ pub(crate) fn raw_record(ty: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&super::record_crc(ty, payload).to_le_bytes());
     out.push(ty);
     out.extend_from_slice(payload);
+    out
+}
+
+/// Ends a capture being written: `n` copies of [`full_spanlet`] (with
+/// `wait_ns` 0, 1, ...), a stats record counting them and the end record.
+/// Returns the file's bytes.
+pub(crate) fn finish_with_spanlets(mut w: super::CaptureWriter, path: &Path, n: u64) -> Vec<u8> {
+    for i in 0..n {
+        let mut s = full_spanlet();
+        s.wait_ns = i;
+        w.write_spanlet(&s).expect("spanlet");
+    }
+    w.write_stats(&CaptureStats {
+        spanlets: n,
+        ..CaptureStats::default()
+    })
+    .expect("stats");
+    w.finish(&sample_end()).expect("finish");
+    std::fs::read(path).expect("read back")
+}
+
+/// Offsets of the records after the file header.
+pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at + super::RECORD_HEADER_LEN <= bytes.len() {
+        out.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += super::RECORD_HEADER_LEN + len;
+    }
     out
 }

@@ -38,7 +38,7 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         if let (Some(pods), Some(node_name)) = (&pods, node_name) {
             otlp.resource.k8s = Some(K8sResource {
                 node_name,
-                pods: pods.clone(),
+                pods: Arc::new(pods.clone()),
             });
         }
         let state = Arc::new(State::default());

@@ -77,7 +77,7 @@ mod tests {
         let mut ev = FutexWaitEvent::default();
         ev.header.kind = EventKind::FutexWait as u32;
         ev.header.tid = 42;
-        ev.wait.uaddr = 0xdead_beef;
+        ev.wait.resource = 0xdead_beef;
         let raw = bytes_of(&ev);
         let mut shifted = vec![0u8; 1];
         shifted.extend_from_slice(&raw);

@@ -2,6 +2,7 @@
 //! names each failure.
 use std::num::NonZeroU32;
 
+use agent_ebpf::programs;
 use aya::{
     Btf, Ebpf,
     programs::{BtfTracePoint, UProbe, uprobe::UProbeScope},
@@ -43,66 +44,66 @@ pub struct Probe {
 
 pub const PROBES: &[Probe] = &[
     Probe {
-        program: "sched_switch",
+        program: programs::SCHED_SWITCH,
         hook: Hook::TpBtf("sched_switch"),
         when: When::Always,
     },
     Probe {
-        program: "sched_waking",
+        program: programs::SCHED_WAKING,
         hook: Hook::TpBtf("sched_waking"),
         when: When::Always,
     },
     Probe {
-        program: "sched_process_exit",
+        program: programs::SCHED_PROCESS_EXIT,
         hook: Hook::TpBtf("sched_process_exit"),
         when: When::Always,
     },
     Probe {
-        program: "hrtimer_expire_entry",
+        program: programs::HRTIMER_EXPIRE_ENTRY,
         hook: Hook::TpBtf("hrtimer_expire_entry"),
         when: When::Always,
     },
     Probe {
-        program: "hrtimer_expire_exit",
+        program: programs::HRTIMER_EXPIRE_EXIT,
         hook: Hook::TpBtf("hrtimer_expire_exit"),
         when: When::Always,
     },
     Probe {
-        program: "sched_process_exec",
+        program: programs::SCHED_PROCESS_EXEC,
         hook: Hook::TpBtf("sched_process_exec"),
         when: When::Always,
     },
     Probe {
-        program: "sched_process_fork",
+        program: programs::SCHED_PROCESS_FORK,
         hook: Hook::TpBtf("sched_process_fork"),
         when: When::Forks,
     },
     Probe {
-        program: "contention_begin",
+        program: programs::CONTENTION_BEGIN,
         hook: Hook::TpBtf("contention_begin"),
         when: When::KernelLocks,
     },
     Probe {
-        program: "contention_end",
+        program: programs::CONTENTION_END,
         hook: Hook::TpBtf("contention_end"),
         when: When::KernelLocks,
     },
     Probe {
-        program: "mutex_lock_enter",
+        program: programs::MUTEX_LOCK_ENTER,
         hook: Hook::Libc {
             symbol: "pthread_mutex_lock",
         },
         when: When::MutexUprobes,
     },
     Probe {
-        program: "mutex_lock_exit",
+        program: programs::MUTEX_LOCK_EXIT,
         hook: Hook::Libc {
             symbol: "pthread_mutex_lock",
         },
         when: When::MutexUprobes,
     },
     Probe {
-        program: "mutex_unlock_enter",
+        program: programs::MUTEX_UNLOCK_ENTER,
         hook: Hook::Libc {
             symbol: "pthread_mutex_unlock",
         },

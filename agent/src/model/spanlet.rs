@@ -19,13 +19,13 @@ pub enum SpanletKind {
     MutexHold,
     /// A contended kernel lock (mutex, rwsem, spinlock) the thread waited
     /// for inside a syscall or fault (opt-in, `--kernel-locks`). `addr` is a
-    /// per-capture key for the lock, not its kernel address; `futex_op`
-    /// holds the `LCB_F_*` lock-type flags and `futex_val` the result.
+    /// per-capture key for the lock, not its kernel address; see
+    /// [`Spanlet::kernel_lock_flags`] and [`Spanlet::kernel_lock_result`].
     KernelLockWait,
     /// A blocking wait on a socket: recv waiting for data, send on a full
     /// buffer, accept, connect, or poll on that one socket. `addr` is the
-    /// socket's inode number, `futex_val` the fd, `socket` its addresses;
-    /// the holder is a thread of the process already waiting on it.
+    /// socket's inode number, [`Spanlet::socket_fd`] the fd, `socket` its
+    /// addresses; the holder is a thread of the process already waiting on it.
     SocketWait,
 }
 
@@ -78,8 +78,8 @@ impl SpanletKind {
     }
 }
 
-/// The kind of kernel lock a `kernel_lock_wait` waited for, from the
-/// `LCB_F_*` flags its spanlet keeps in `futex_op`.
+/// The kind of kernel lock a `kernel_lock_wait` waited for, from its
+/// `LCB_F_*` flags ([`Spanlet::kernel_lock_flags`]).
 pub fn kernel_lock_type(flags: u32) -> &'static str {
     use agent_ebpf::lock_flags::{MUTEX, PERCPU, READ, RT, SPIN, WRITE};
     let rw = |read: &'static str, write: &'static str, neither: &'static str| {
@@ -105,7 +105,7 @@ pub fn kernel_lock_type(flags: u32) -> &'static str {
 }
 
 #[cfg(test)]
-mod lock_type_tests {
+mod tests {
     use agent_ebpf::lock_flags::{MUTEX, PERCPU, READ, RT, SPIN, WRITE};
 
     use super::kernel_lock_type;
@@ -120,6 +120,25 @@ mod lock_type_tests {
         assert_eq!(kernel_lock_type(PERCPU | WRITE), "percpu_rwsem_write");
         assert_eq!(kernel_lock_type(RT), "rt_mutex");
         assert_eq!(kernel_lock_type(0), "unknown");
+    }
+
+    #[test]
+    fn each_kind_reads_op_and_arg_as_its_own() {
+        use super::{Spanlet, SpanletKind};
+        let mut s = Spanlet::new(SpanletKind::SocketWait, 1, 2);
+        s.arg = 7;
+        assert_eq!(s.socket_fd(), Some(7));
+        assert_eq!((s.futex_val(), s.kernel_lock_result()), (None, None));
+        s.kind = SpanletKind::KernelLockWait;
+        (s.op, s.arg) = (MUTEX, -4i32 as u32);
+        assert_eq!(s.kernel_lock_type(), Some("mutex"));
+        assert_eq!((s.kernel_lock_result(), s.socket_fd()), (Some(-4), None));
+        s.kind = SpanletKind::MutexWait;
+        assert_eq!(
+            (s.futex_op(), s.futex_val()),
+            (Some(MUTEX), Some(-4i32 as u32))
+        );
+        assert_eq!((s.kernel_lock_flags(), s.socket_op()), (None, None));
     }
 }
 
@@ -212,11 +231,18 @@ pub struct Spanlet {
     pub waker_pid: Option<u32>,
     pub waker_tid: Option<u32>,
     pub waker_comm: Option<CompactString>,
-    /// Raw kernel detail: syscall number, futex op (with flags), expected
-    /// value, and the `agent_ebpf::wait_flags` bits.
+    /// Raw kernel detail: the syscall number (x86_64's numbering,
+    /// `agent_ebpf::syscalls_x86_64`) and the `agent_ebpf::wait_flags` bits.
     pub syscall: u32,
-    pub futex_op: u32,
-    pub futex_val: u32,
+    /// Two raw words whose meaning depends on `kind`; read them through the
+    /// accessors of the kind ([`Spanlet::futex_op`], [`Spanlet::socket_fd`],
+    /// [`Spanlet::kernel_lock_flags`]...). Futex and mutex waits: `op` is
+    /// the futex op (with its flags), `arg` the expected value. Kernel lock
+    /// waits: `op` the `LCB_F_*` flags, `arg` `contention_end`'s result (an
+    /// `i32`). Socket waits: `op` 0, `arg` the fd. Holds: both 0. (The
+    /// capture format and JSONL call them `futex_op` and `futex_val`.)
+    pub op: u32,
+    pub arg: u32,
     pub flags: u32,
     /// Span context active on the waiter and on the holder (filled later).
     pub context: Option<SpanContext>,
@@ -227,6 +253,78 @@ pub struct Spanlet {
     pub waker_context: Option<SpanContext>,
     /// The socket of a `socket_wait`.
     pub socket: Option<SocketInfo>,
+}
+
+impl Spanlet {
+    /// A spanlet of `kind` by thread `tid` of process `pid`, every other
+    /// field empty: zero, `None`, an empty name, outcome `Unknown`.
+    pub fn new(kind: SpanletKind, pid: u32, tid: u32) -> Self {
+        Self {
+            kind,
+            pid,
+            tid,
+            comm: CompactString::default(),
+            addr: 0,
+            start_unix_nano: 0,
+            wait_ns: 0,
+            woken_after_ns: None,
+            outcome: WaitOutcome::Unknown,
+            holder_tid: None,
+            waker_pid: None,
+            waker_tid: None,
+            waker_comm: None,
+            syscall: 0,
+            op: 0,
+            arg: 0,
+            flags: 0,
+            context: None,
+            holder_context: None,
+            waker_context: None,
+            socket: None,
+        }
+    }
+
+    fn is_futex(&self) -> bool {
+        matches!(self.kind, SpanletKind::FutexWait | SpanletKind::MutexWait)
+    }
+
+    /// The futex op, with its private and clock flags, of a futex or mutex
+    /// wait.
+    pub fn futex_op(&self) -> Option<u32> {
+        self.is_futex().then_some(self.op)
+    }
+
+    /// The value a futex or mutex wait expected in the word (0 for PI locks).
+    pub fn futex_val(&self) -> Option<u32> {
+        self.is_futex().then_some(self.arg)
+    }
+
+    /// The `LCB_F_*` flags of a kernel lock wait.
+    pub fn kernel_lock_flags(&self) -> Option<u32> {
+        (self.kind == SpanletKind::KernelLockWait).then_some(self.op)
+    }
+
+    /// What kind of kernel lock a kernel lock wait waited for.
+    pub fn kernel_lock_type(&self) -> Option<&'static str> {
+        self.kernel_lock_flags().map(kernel_lock_type)
+    }
+
+    /// `contention_end`'s result of a kernel lock wait: 0, or an error such
+    /// as -EINTR.
+    pub fn kernel_lock_result(&self) -> Option<i32> {
+        // The kernel's i32, kept bit for bit in the unsigned word.
+        (self.kind == SpanletKind::KernelLockWait).then_some(self.arg as i32)
+    }
+
+    /// The fd a socket wait waited on.
+    pub fn socket_fd(&self) -> Option<u32> {
+        (self.kind == SpanletKind::SocketWait).then_some(self.arg)
+    }
+
+    /// What a socket wait was doing (see [`socket_op`]).
+    pub fn socket_op(&self) -> Option<&'static str> {
+        (self.kind == SpanletKind::SocketWait).then(|| socket_op(self.syscall, self.flags))
+    }
 }
 
 /// A socket as a `socket_wait` saw it: family, type, protocol, and the
@@ -295,10 +393,10 @@ impl SocketInfo {
     }
 }
 
-/// What a socket wait was doing, from its syscall and flags: `recv`,
-/// `send`, `accept`, `connect`, `poll` or `epoll`.
+/// What a socket wait was doing, from its (x86_64) syscall number and
+/// flags: `recv`, `send`, `accept`, `connect`, `poll` or `epoll`.
 pub fn socket_op(syscall: u32, flags: u32) -> &'static str {
-    use agent_ebpf::syscalls as sc;
+    use agent_ebpf::syscalls_x86_64 as sc;
     if flags & agent_ebpf::wait_flags::EPOLL != 0 {
         return "epoll";
     }

@@ -34,6 +34,8 @@ struct Line<'a> {
     waker_pid: Option<u32>,
     waker_comm: Option<&'a str>,
     syscall: u32,
+    /// The raw `op`/`arg` pair of every kind, under the names the format
+    /// has always had (see `Spanlet::op`).
     futex_op: u32,
     futex_val: u32,
     flags: u32,
@@ -75,8 +77,8 @@ impl<'a> Line<'a> {
             waker_pid: s.waker_pid,
             waker_comm: s.waker_comm.as_deref(),
             syscall: s.syscall,
-            futex_op: s.futex_op,
-            futex_val: s.futex_val,
+            futex_op: s.op,
+            futex_val: s.arg,
             flags: s.flags,
             socket: s.socket.map(|k| {
                 let (local, peer) = (k.local(), k.peer());
@@ -192,7 +194,7 @@ mod tests {
 
         let mut socket = full_spanlet();
         socket.kind = crate::model::SpanletKind::SocketWait;
-        socket.syscall = agent_ebpf::syscalls::ACCEPT4;
+        socket.syscall = agent_ebpf::syscalls_x86_64::ACCEPT4;
         socket.flags = agent_ebpf::wait_flags::SOCKET;
         socket.socket = Some(crate::model::SocketInfo {
             family: 10,

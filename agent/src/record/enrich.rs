@@ -1,9 +1,6 @@
 //! Turns kernel events into spanlets: epoch time, thread names, and the
 //! decision of what kind of wait it was and who held the resource.
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher as _, RandomState},
-};
+use std::hash::{BuildHasher as _, RandomState};
 
 use agent_ebpf::{
     FutexWaitEvent, KernelLockWaitEvent, MutexHoldEvent, Outcome, ThreadCtx, WaitState, ctx_source,
@@ -14,7 +11,7 @@ use crate::{
     host::procfs,
     kernel::clock::EpochClock,
     kernel::decode::{RawEvent, comm_str},
-    model::{SocketInfo, SpanContext, Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
+    model::{Names, SocketInfo, SpanContext, Spanlet, SpanletKind, ThreadInfo, WaitOutcome},
 };
 
 /// Where enrichment asks about live threads; /proc in production.
@@ -47,8 +44,8 @@ impl ThreadSource for Procfs {
 pub struct Enricher<S> {
     clock: EpochClock,
     source: S,
-    /// (pid, tid) -> name last written to the capture, and namespace tid.
-    names: HashMap<(u32, u32), (String, Option<u32>)>,
+    /// Thread names (and namespace tids) last written to the capture.
+    names: Names,
     /// Threads to write to the capture before the next spanlet.
     new_threads: Vec<ThreadInfo>,
     /// Keys kernel lock addresses, randomly per run: a capture can tell
@@ -62,7 +59,7 @@ impl<S: ThreadSource> Enricher<S> {
         Self {
             clock,
             source,
-            names: HashMap::new(),
+            names: Names::default(),
             new_threads: Vec::new(),
             lock_keys: RandomState::new(),
         }
@@ -70,10 +67,7 @@ impl<S: ThreadSource> Enricher<S> {
 
     /// Threads already known (the snapshot written at capture start).
     pub fn know(&mut self, thread: &ThreadInfo) {
-        self.names.insert(
-            (thread.pid, thread.tid),
-            (thread.name.clone(), thread.ns_tid),
-        );
+        self.names.insert_thread(thread.clone());
     }
 
     /// Forgets threads that no longer exist, so a long capture of a
@@ -84,12 +78,11 @@ impl<S: ThreadSource> Enricher<S> {
         let source = &self.source;
         let gone: Vec<(u32, u32)> = self
             .names
-            .keys()
-            .copied()
+            .threads()
             .filter(|&(pid, tid)| !source.is_thread_of(pid, tid))
             .collect();
-        for key in &gone {
-            self.names.remove(key);
+        for &(pid, tid) in &gone {
+            self.names.remove_thread(pid, tid);
         }
         gone
     }
@@ -103,10 +96,10 @@ impl<S: ThreadSource> Enricher<S> {
         if pid == 0 || tid == 0 {
             return;
         }
-        let known = self.names.get(&(pid, tid));
+        let known = self.names.thread_name(pid, tid);
         let seen_name = seen_name.filter(|n| !n.is_empty());
         let name = match (seen_name, known) {
-            (Some(n), Some((k, _))) if n == k => return,
+            (Some(n), Some(k)) if n == k => return,
             (Some(n), _) => n.to_owned(),
             (None, Some(_)) => return,
             (None, None) => self
@@ -115,16 +108,17 @@ impl<S: ThreadSource> Enricher<S> {
                 .unwrap_or_else(|| "?".to_owned()),
         };
         let ns_tid = match known {
-            Some(&(_, ns_tid)) => ns_tid,
+            Some(_) => self.names.ns_tid(pid, tid),
             None => self.source.ns_tid(pid, tid),
         };
-        self.names.insert((pid, tid), (name.clone(), ns_tid));
-        self.new_threads.push(ThreadInfo {
+        let thread = ThreadInfo {
             pid,
             tid,
             name,
             ns_tid,
-        });
+        };
+        self.names.insert_thread(thread.clone());
+        self.new_threads.push(thread);
     }
 
     /// The spanlet an event describes; `None` for events that are not
@@ -153,11 +147,11 @@ impl<S: ThreadSource> Enricher<S> {
         if !lockish {
             return None;
         }
-        let owner = w.word_owner;
+        let owner = w.owner_tid;
         // Known from the capture's thread table or alive now: the owner may
         // have exited by the time its waiter's event is processed.
         let thread_of_pid =
-            |t: u32| self.names.contains_key(&(pid, t)) || self.source.is_thread_of(pid, t);
+            |t: u32| self.names.has_thread(pid, t) || self.source.is_thread_of(pid, t);
         if w.flags & wait_flags::OWNER_READ != 0
             && owner != 0
             && owner != tid
@@ -224,7 +218,7 @@ impl<S: ThreadSource> Enricher<S> {
             pid,
             tid,
             comm,
-            addr: w.uaddr,
+            addr: w.resource,
             start_unix_nano: self.clock.to_unix_nanos(w.block_ns),
             wait_ns: end_ns.saturating_sub(w.block_ns),
             woken_after_ns: (w.wake_ns != 0).then(|| w.wake_ns.saturating_sub(w.block_ns)),
@@ -234,8 +228,8 @@ impl<S: ThreadSource> Enricher<S> {
             waker_tid: waker.map(|(_, t)| t),
             waker_comm,
             syscall: w.syscall,
-            futex_op: w.op,
-            futex_val: w.val,
+            op: w.op,
+            arg: w.arg,
             flags: w.flags,
             context: span_context(&w.ctx),
             // The waker's context, read as it woke the waiter, is the
@@ -255,27 +249,12 @@ impl<S: ThreadSource> Enricher<S> {
         let comm = comm_str(&ev.comm);
         self.note_thread(pid, tid, Some(&comm));
         Spanlet {
-            kind: SpanletKind::MutexHold,
-            pid,
-            tid,
             comm,
             addr: ev.mutex,
             start_unix_nano: self.clock.to_unix_nanos(ev.acquired_ns),
             wait_ns: ev.header.ts_ns.saturating_sub(ev.acquired_ns),
-            woken_after_ns: None,
-            outcome: WaitOutcome::Unknown,
             holder_tid: Some(tid),
-            waker_pid: None,
-            waker_tid: None,
-            waker_comm: None,
-            syscall: 0,
-            futex_op: 0,
-            futex_val: 0,
-            flags: 0,
-            context: None,
-            holder_context: None,
-            waker_context: None,
-            socket: None,
+            ..Spanlet::new(SpanletKind::MutexHold, pid, tid)
         }
     }
 }
@@ -291,31 +270,21 @@ impl<S: ThreadSource> Enricher<S> {
             self.note_thread(pid, h, Some(&comm_str(&w.owner_comm)));
         }
         Spanlet {
-            kind: SpanletKind::KernelLockWait,
-            pid,
-            tid,
             comm,
             addr: self.lock_keys.hash_one(ev.lock),
             start_unix_nano: self.clock.to_unix_nanos(w.begin_ns),
             wait_ns: ev.header.ts_ns.saturating_sub(w.begin_ns),
-            woken_after_ns: None,
             outcome: if ev.ret == 0 {
                 WaitOutcome::Woken
             } else {
                 WaitOutcome::Interrupted
             },
             holder_tid,
-            waker_pid: None,
-            waker_tid: None,
-            waker_comm: None,
-            syscall: 0,
-            futex_op: w.flags,
-            futex_val: ev.ret as u32,
-            flags: 0,
+            // The `LCB_F_*` flags and the result, bit for bit.
+            op: w.flags,
+            arg: ev.ret as u32,
             context: span_context(&w.ctx),
-            holder_context: None,
-            waker_context: None,
-            socket: None,
+            ..Spanlet::new(SpanletKind::KernelLockWait, pid, tid)
         }
     }
 }
@@ -342,7 +311,7 @@ fn span_context(ctx: &ThreadCtx) -> Option<SpanContext> {
 
 #[cfg(test)]
 mod tests {
-    use agent_ebpf::{EventKind, futex_op, syscalls};
+    use agent_ebpf::{EventKind, futex_op, syscalls_x86_64};
 
     use super::*;
 
@@ -365,11 +334,11 @@ mod tests {
         ev.header.ts_ns = 5_000;
         ev.wait.block_ns = 1_000;
         ev.wait.wake_ns = 4_000;
-        ev.wait.uaddr = 0x1000;
-        ev.wait.syscall = syscalls::FUTEX;
+        ev.wait.resource = 0x1000;
+        ev.wait.syscall = syscalls_x86_64::FUTEX;
         ev.wait.op = futex_op::WAIT | 128;
-        ev.wait.val = val;
-        ev.wait.word_owner = owner;
+        ev.wait.arg = val;
+        ev.wait.owner_tid = owner;
         ev.wait.flags = flags;
         ev.wait.outcome = outcome as u32;
         if waker != 0 {
@@ -535,8 +504,8 @@ mod tests {
             Outcome::Woken,
             0,
         );
-        ev.wait.syscall = syscalls::RECVFROM;
-        ev.wait.uaddr = 4242;
+        ev.wait.syscall = syscalls_x86_64::RECVFROM;
+        ev.wait.resource = 4242;
         ev.wait.sock.family = 2;
         ev.wait.sock.protocol = 6;
         ev.wait.sock.local_port = 5000;
@@ -571,7 +540,7 @@ mod tests {
         assert_eq!(s.wait_ns, 8_000);
         assert_eq!(s.holder_tid, Some(11));
         assert_eq!(s.outcome, WaitOutcome::Woken);
-        assert_eq!(s.futex_op, agent_ebpf::lock_flags::WRITE);
+        assert_eq!(s.kernel_lock_flags(), Some(agent_ebpf::lock_flags::WRITE));
         assert_eq!(s.context.map(|c| c.trace_id), Some([0xc3; 16]));
         assert_ne!(s.addr, lock, "the kernel address must not be exported");
         // The same lock, the same key, within one run; another lock, another.
@@ -581,8 +550,8 @@ mod tests {
         assert_eq!(spanlet(kernel_lock_wait(lock, 10, 0)).holder_tid, None);
         let failed = spanlet(kernel_lock_wait(lock, 0, -4));
         assert_eq!(
-            (failed.outcome, failed.futex_val as i32),
-            (WaitOutcome::Interrupted, -4)
+            (failed.outcome, failed.kernel_lock_result()),
+            (WaitOutcome::Interrupted, Some(-4))
         );
         // The holder's name comes from the kernel.
         assert!(

@@ -9,7 +9,7 @@ use super::{
     bpfstats::BpfStats,
     prepare::Tools,
     results::Failure,
-    run::{self, Pass, Record, Request},
+    run::{self, KERNEL_LOCKS_FLAG, Pass, Record, Request},
     scenarios::{self, Mode, Scenario},
 };
 
@@ -21,8 +21,6 @@ const SETTLE: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_secs(120);
 /// spanlet flags for the agent-load run: every blocking wait is a spanlet.
 const AGENT_LOAD_FLAGS: [&str; 2] = ["--min-wait", "0"];
-/// The option whose cost the kernel-locks pass measures.
-pub const KERNEL_LOCKS_FLAG: &str = "--kernel-locks";
 
 /// One run, before the bench adds where and for how long.
 #[derive(Clone, Copy)]

@@ -221,47 +221,41 @@ fn per_call(md: &mut String, r: &Results) {
     let mut row = |what: &str, a: Option<f64>, b: Option<f64>, target: &str| {
         let _ = writeln!(md, "| {what} | {} | {} | {target} |", nanos(a), nanos(b));
     };
-    if let Some(s) = find(Scenario::Wake) {
-        row(
+    // Each scenario gives a throughput row and a bpf_stats row, per call or
+    // (ping-pong) per blocking pair.
+    let per_op = [
+        (
+            Scenario::Wake,
             "FUTEX_WAKE, no waiters, traced: ns added per call (throughput)",
-            s.spanlet_added_ns_per_op,
-            s.bpftrace_added_ns_per_op,
-            "< 20 ns",
-        );
-        row(
             "FUTEX_WAKE, traced: eBPF ns per call (bpf_stats)",
-            prog(Scenario::Wake, Mode::Spanlet),
-            prog(Scenario::Wake, Mode::Bpftrace),
-            "",
-        );
-    }
-    if let Some(s) = find(Scenario::Pingpong) {
-        row(
+            "< 20 ns",
+        ),
+        (
+            Scenario::Pingpong,
             "ping-pong: ns added per blocking wait/wake pair (throughput)",
-            s.spanlet_added_ns_per_pair,
-            s.bpftrace_added_ns_per_pair,
-            "< 300 ns",
-        );
-        row(
             "ping-pong: eBPF ns per pair (bpf_stats)",
-            prog_pair(Scenario::Pingpong, Mode::Spanlet),
-            prog_pair(Scenario::Pingpong, Mode::Bpftrace),
-            "",
-        );
-    }
-    if let Some(s) = find(Scenario::Outside) {
-        row(
+            "< 300 ns",
+        ),
+        (
+            Scenario::Outside,
             "FUTEX_WAKE in a process outside the PID set: ns added per call (throughput)",
-            s.spanlet_added_ns_per_op,
-            s.bpftrace_added_ns_per_op,
-            "no measurable cost",
-        );
-        row(
             "outside the PID set: eBPF ns per call (bpf_stats)",
-            prog(Scenario::Outside, Mode::Spanlet),
-            prog(Scenario::Outside, Mode::Bpftrace),
-            "",
-        );
+            "no measurable cost",
+        ),
+    ];
+    for (scenario, throughput, bpf_stats, target) in per_op {
+        let Some(s) = find(scenario) else { continue };
+        let per_pair = scenario == Scenario::Pingpong;
+        let (spanlet, bpftrace) = match per_pair {
+            true => (s.spanlet_added_ns_per_pair, s.bpftrace_added_ns_per_pair),
+            false => (s.spanlet_added_ns_per_op, s.bpftrace_added_ns_per_op),
+        };
+        row(throughput, spanlet, bpftrace, target);
+        let ebpf = |m: Mode| match per_pair {
+            true => prog_pair(scenario, m),
+            false => prog(scenario, m),
+        };
+        row(bpf_stats, ebpf(Mode::Spanlet), ebpf(Mode::Bpftrace), "");
     }
     if let Some(s) = find(Scenario::Idle) {
         let lat = |m: Mode| s.mode(m).extra.get("latency_ns").copied();

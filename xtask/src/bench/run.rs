@@ -41,6 +41,9 @@ pub enum Pass {
     KernelLocks,
 }
 
+/// The option whose cost the kernel-locks pass measures.
+pub const KERNEL_LOCKS_FLAG: &str = "--kernel-locks";
+
 /// What to run.
 pub struct Request<'a> {
     pub scenario: Scenario,

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    passes::KERNEL_LOCKS_FLAG,
-    run::{Pass, Record},
+    run::{KERNEL_LOCKS_FLAG, Pass, Record},
     scenarios::{COMPARED, Mode, Scenario},
     stats::{added_ns_per_op, median, ratio, spread},
 };

@@ -8,7 +8,10 @@ use std::{
 use tokio::sync::watch;
 
 use super::pod::PodMeta;
-use crate::host::cgroup_ids::{container_id_from_cgroup, normalize_pod_uid, pod_uid_from_cgroup};
+use crate::{
+    host::cgroup_ids::{container_id_from_cgroup, normalize_pod_uid, pod_uid_from_cgroup},
+    output::otlp::mapping::{PodLookup, PodNames},
+};
 
 /// This node's pods, indexed by uid and container id. Cheap to clone: the
 /// clones share one cache.
@@ -204,6 +207,14 @@ impl PodCache {
             .state
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The OTLP mapping names the pods of traced processes through this.
+impl PodLookup for PodCache {
+    fn pod_names(&self, container_id: Option<&str>, pod_uid: Option<&str>) -> Option<PodNames> {
+        let (pod, container) = self.lookup(container_id, pod_uid)?;
+        Some(pod.names(container.as_deref()))
     }
 }
 

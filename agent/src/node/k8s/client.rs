@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, combinators::UnsyncBoxBody};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 
-use crate::error_text::error_chain;
+use crate::{
+    error_text::error_chain,
+    output::https::{self, HttpsClient, RequestError},
+};
 
 use super::{
     K8sError,
@@ -27,7 +25,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub(crate) struct ApiClient {
     base: String,
-    http: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    http: HttpsClient<Empty<Bytes>>,
     token: Token,
 }
 
@@ -37,17 +35,10 @@ impl ApiClient {
         connect_timeout: Duration,
         token_max_age: Duration,
     ) -> Result<Self, K8sError> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&config.ca_pem)?)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
+        let tls = tls_config(&config.ca_pem)?;
         Ok(Self {
             base: config.api_url.trim_end_matches('/').to_owned(),
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: https::client(tls, connect_timeout, false),
             token: Token::new(config.token_path.clone(), token_max_age),
         })
     }
@@ -74,15 +65,10 @@ impl ApiClient {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        let response = match tokio::time::timeout(timeout, self.http.request(request)).await {
-            Err(_) => return Err(K8sError::Timeout { url, timeout }),
-            Ok(Err(e)) => {
-                return Err(K8sError::Unreachable {
-                    url,
-                    reason: error_chain(&e),
-                });
-            }
-            Ok(Ok(response)) => response,
+        let response = match https::request(&self.http, request, timeout).await {
+            Err(RequestError::Timeout) => return Err(K8sError::Timeout { url, timeout }),
+            Err(RequestError::Failed(reason)) => return Err(K8sError::Unreachable { url, reason }),
+            Ok(response) => response,
         };
         let status = response.status();
         let mut body = response

@@ -3,11 +3,11 @@
 //! service account's files.
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use super::K8sError;
+use crate::output::https::{self, Trust};
 
 /// Where kubelet mounts the pod's service account.
 pub const DEFAULT_SERVICEACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -102,22 +102,12 @@ fn read_token(path: &Path) -> Result<String, K8sError> {
 /// rustls trusting only the cluster CA: the API server's certificate is
 /// the cluster's own, so public roots would only widen whom we trust.
 pub(crate) fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, K8sError> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-    let bad = |e: &dyn std::fmt::Display| K8sError::Tls(e.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(bad(&"no certificate in the PEM data"));
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad(&e))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    let trust = Trust {
+        public_roots: false,
+        ca_pem: Some(ca_pem),
+        identity: None,
+    };
+    https::rustls_config(&trust).map_err(|e| K8sError::Tls(e.reason))
 }
 
 /// The service account token, read again when older than `max_age` or

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, de};
 
-use crate::host::cgroup_ids::normalize_pod_uid;
+use crate::{host::cgroup_ids::normalize_pod_uid, output::otlp::mapping::PodNames};
 
 /// What the agent knows of a pod on its node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,21 +36,15 @@ pub struct ContainerMeta {
 }
 
 impl PodMeta {
-    /// The OpenTelemetry resource attributes of the pod, and of the
-    /// container if known.
-    pub fn attributes(&self, container: Option<&str>) -> Vec<(&'static str, String)> {
-        let mut attributes = vec![
-            ("k8s.pod.name", self.name.clone()),
-            ("k8s.pod.uid", self.uid.clone()),
-            ("k8s.namespace.name", self.namespace.clone()),
-        ];
-        if let Some(container) = container {
-            attributes.push(("k8s.container.name", container.to_owned()));
+    /// The names the OTLP resource of a process in this pod carries, with
+    /// the container's if known.
+    pub fn names(&self, container: Option<&str>) -> PodNames {
+        PodNames {
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            container: container.map(str::to_owned),
         }
-        if !self.node_name.is_empty() {
-            attributes.push(("k8s.node.name", self.node_name.clone()));
-        }
-        attributes
     }
 
     /// The name of the container with this (bare, lowercase) id.
@@ -293,7 +287,7 @@ mod tests {
         );
         assert_eq!(pod.container_name(ID), Some("web"));
         assert_eq!(
-            pod.attributes(Some("web")),
+            pod.names(Some("web")).attributes(),
             [
                 ("k8s.pod.name", "web-7d4b9c6f5-x2x9q".to_owned()),
                 (
@@ -302,7 +296,6 @@ mod tests {
                 ),
                 ("k8s.namespace.name", "shop".to_owned()),
                 ("k8s.container.name", "web".to_owned()),
-                ("k8s.node.name", "node-1".to_owned()),
             ]
         );
     }

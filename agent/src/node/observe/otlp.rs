@@ -76,10 +76,7 @@ fn point(attributes: Vec<KeyValue>, start: u64, now: u64, value: u64) -> NumberD
         attributes,
         start_time_unix_nano: start,
         time_unix_nano: now,
-        // OTLP integers are signed; no real count comes near the limit.
-        value: Some(number_data_point::Value::AsInt(
-            i64::try_from(value).unwrap_or(i64::MAX),
-        )),
+        value: Some(Number::Int(value).into()),
         ..Default::default()
     }
 }
@@ -305,15 +302,10 @@ mod tests {
 
     #[test]
     fn counters_are_cumulative_sums_and_gauges_are_gauges() {
-        let mut s = Snapshot::starting_at(1_000);
-        s.spanlets_by_kind.insert("mutex_wait", 12);
-        s.drops_by_cause.insert("user_queue_full", 3);
-        s.ringbuf_size_bytes = 4096;
-        s.ringbuf_used_bytes = 1024;
-        s.waits_seen = 40;
-        s.exited_in_wait = 2;
-        s.waits_ended_at_wake = 1;
-        let req = metrics_request(&s, Resource::default(), 5_000);
+        let mut s = Snapshot::busy();
+        s.k8s_pods = None;
+        let (start, now) = (s.start_unix_nano, s.start_unix_nano + 4_000);
+        let req = metrics_request(&s, Resource::default(), now);
         let m = by_name(&req);
 
         let Some(Data::Sum(spanlets)) = &m["spanlet.spanlets"].data else {
@@ -333,7 +325,7 @@ mod tests {
         assert_eq!(int(mutex), Some(12));
         assert_eq!(
             (mutex.start_time_unix_nano, mutex.time_unix_nano),
-            (1_000, 5_000)
+            (start, now)
         );
 
         let Some(Data::Sum(dropped)) = &m["spanlet.dropped"].data else {
@@ -341,16 +333,16 @@ mod tests {
         };
         assert_eq!(dropped.data_points.len(), 10);
         assert!(dropped.data_points.iter().any(|p| {
-            attr(&p.attributes, "spanlet.drop.cause").as_deref() == Some("user_queue_full")
-                && int(p) == Some(3)
+            attr(&p.attributes, "spanlet.drop.cause").as_deref() == Some("ringbuf_full")
+                && int(p) == Some(7)
         }));
 
         let Some(Data::Gauge(used)) = &m["spanlet.ringbuf.used"].data else {
             panic!("spanlet.ringbuf.used is a gauge");
         };
         assert_eq!(m["spanlet.ringbuf.used"].unit, "By");
-        assert_eq!(int(&used.data_points[0]), Some(1024));
-        assert_eq!(used.data_points[0].time_unix_nano, 5_000);
+        assert_eq!(int(&used.data_points[0]), Some(1 << 18));
+        assert_eq!(used.data_points[0].time_unix_nano, now);
         let Some(Data::Gauge(ratio)) = &m["spanlet.ringbuf.fill_ratio"].data else {
             panic!("fill ratio is a gauge");
         };
@@ -361,7 +353,7 @@ mod tests {
         let Some(Data::Sum(seen)) = &m["spanlet.waits.seen"].data else {
             panic!("waits.seen is a sum");
         };
-        assert_eq!(int(&seen.data_points[0]), Some(40));
+        assert_eq!(int(&seen.data_points[0]), Some(100));
         for (name, want) in [
             ("spanlet.waits.thread_exited", 2),
             ("spanlet.waits.ended_at_wake", 1),
@@ -387,7 +379,7 @@ mod tests {
         }
         assert!(!m.contains_key("spanlet.k8s.pods"), "outside a cluster");
         s.k8s_pods = Some(7);
-        let m = by_name(&metrics_request(&s, Resource::default(), 5_000));
+        let m = by_name(&metrics_request(&s, Resource::default(), now));
         assert!(matches!(m["spanlet.k8s.pods"].data, Some(Data::Gauge(_))));
     }
 

@@ -102,6 +102,30 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// A snapshot with a figure in every metric, for the renderers' tests.
+    pub(crate) fn busy() -> Self {
+        let mut s = Self::starting_at(1_700_000_000_500_000_000);
+        s.spanlets_by_kind.insert("mutex_wait", 12);
+        s.spanlets_by_kind.insert("socket_wait", 3);
+        s.waits_seen = 100;
+        s.below_min_wait = 85;
+        s.exited_in_wait = 2;
+        s.waits_ended_at_wake = 1;
+        s.drops_by_cause.insert("ringbuf_full", 7);
+        s.exported = 10;
+        s.export_failed_batches = 1;
+        s.ringbuf_size_bytes = 1 << 20;
+        s.ringbuf_used_bytes = 1 << 18;
+        s.traced_processes = 4;
+        s.probe_attach_failures = 2;
+        s.selection_reloads = 5;
+        s.k8s_pods = Some(9);
+        s
+    }
+}
+
 fn with_zeros(
     known: impl IntoIterator<Item = &'static str>,
     counts: &BTreeMap<&'static str, u64>,

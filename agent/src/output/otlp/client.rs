@@ -1,14 +1,9 @@
 //! Sends OTLP requests over gRPC (tonic) or HTTP/protobuf (hyper), with the
 //! settings' headers, timeout and compression.
-use std::{error::Error as _, io::Write as _, sync::Arc, time::Duration};
+use std::{error::Error as _, io::Write as _, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use opentelemetry_proto::tonic::collector::{
     logs::v1::{ExportLogsServiceRequest, logs_service_client::LogsServiceClient},
     metrics::v1::{ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient},
@@ -21,7 +16,10 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use crate::error_text::{causes, error_chain};
+use crate::{
+    error_text::{causes, error_chain},
+    output::https::{self, HttpsClient, RequestError, Trust},
+};
 
 use super::{
     endpoint::redact_url,
@@ -70,7 +68,7 @@ struct GrpcClients {
 enum Transport {
     /// Boxed: the generated clients are large, the HTTP client is not.
     Grpc(Box<GrpcClients>),
-    Http(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Http(HttpsClient<Full<Bytes>>),
 }
 
 /// A connection to one collector (made lazily, re-made as needed). The
@@ -130,15 +128,8 @@ impl Sender {
                         reason: e.to_string(),
                     })?;
                 }
-                let mut http = HttpConnector::new();
-                http.set_connect_timeout(Some(settings.timeout));
-                http.enforce_http(false);
-                let connector = HttpsConnectorBuilder::new()
-                    .with_tls_config(rustls_config(&settings.tls)?)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
-                Transport::Http(Client::builder(TokioExecutor::new()).build(connector))
+                let tls = rustls_config(&settings.tls)?;
+                Transport::Http(https::client(tls, settings.timeout, true))
             }
         };
         Ok(Self {
@@ -242,15 +233,14 @@ impl Sender {
                 let req = req
                     .body(Full::new(Bytes::from(body)))
                     .map_err(|e| SendError::Header(e.to_string()))?;
-                let response = match tokio::time::timeout(timeout, client.request(req)).await {
-                    Err(_) => return Err(SendError::Timeout { endpoint, timeout }),
-                    Ok(Err(e)) => {
-                        return Err(SendError::Unreachable {
-                            endpoint,
-                            reason: error_chain(&e),
-                        });
+                let response = match https::request(client, req, timeout).await {
+                    Err(RequestError::Timeout) => {
+                        return Err(SendError::Timeout { endpoint, timeout });
                     }
-                    Ok(Ok(r)) => r,
+                    Err(RequestError::Failed(reason)) => {
+                        return Err(SendError::Unreachable { endpoint, reason });
+                    }
+                    Ok(r) => r,
                 };
                 let status = response.status();
                 if status.is_success() {
@@ -288,35 +278,12 @@ fn grpc_tls(tls: &Tls) -> ClientTlsConfig {
 
 /// rustls for HTTP: the same trust and identity as [`grpc_tls`].
 fn rustls_config(tls: &Tls) -> Result<rustls::ClientConfig, SendError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-    let bad = |what: &str, e: &dyn std::fmt::Display| SendError::Tls(format!("{what}: {e}"));
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    let trust = Trust {
+        public_roots: true,
+        ca_pem: tls.ca.as_deref(),
+        identity: tls.client_cert.as_deref().zip(tls.client_key.as_deref()),
     };
-    if let Some(ca) = &tls.ca {
-        for cert in CertificateDer::pem_slice_iter(ca) {
-            let cert = cert.map_err(|e| bad("the CA certificate", &e))?;
-            roots.add(cert).map_err(|e| bad("the CA certificate", &e))?;
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad("TLS versions", &e))?
-    .with_root_certificates(roots);
-    match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad("the client certificate", &e))?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("the client key", &e))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| bad("the client certificate", &e))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+    https::rustls_config(&trust).map_err(|e| SendError::Tls(e.to_string()))
 }
 
 /// One signal's request, borrowed for one send.

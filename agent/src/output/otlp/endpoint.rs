@@ -4,7 +4,7 @@
 //! port 80), and never printed with the credentials a URL may carry.
 use std::borrow::Cow;
 
-use super::settings::SettingsError;
+use super::error::SettingsError;
 
 /// `url` if it is an `http://` or `https://` URL with a host and a valid
 /// port; `source` (the flag or variable it came from) names it otherwise.

@@ -2,7 +2,7 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_RESOURCE_ATTRIBUTES` (the SDK
 //! configuration specification, after W3C Baggage). Errors name the
 //! variable and the key, never a value: header values are often secrets.
-use super::settings::SettingsError;
+use super::error::SettingsError;
 
 /// The pairs of `list`, read from the variable `var`.
 pub fn parse_list(var: &str, list: &str) -> Result<Vec<(String, String)>, SettingsError> {

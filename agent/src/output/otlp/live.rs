@@ -5,7 +5,6 @@
 //! dropped and counted too; and export resumes by itself when the collector
 //! comes back. Shutdown flushes what is queued, within a deadline.
 use std::{
-    collections::BTreeMap,
     future::Future,
     pin::Pin,
     sync::{
@@ -19,11 +18,11 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     RetryPolicy, SendError, Sender, Settings,
-    mapping::{self, Names, ResourceSettings},
+    mapping::{self, ResourceSettings},
     send_with_retry,
 };
 use crate::{
-    model::{ProcessInfo, Spanlet},
+    model::{Names, Spanlet},
     record::{LiveConsumer, LiveItem as Item, LiveSummary as Summary},
 };
 
@@ -79,11 +78,11 @@ pub struct LiveExporter {
     task: JoinHandle<Option<String>>,
 }
 
+/// The names the spanlets in hand may need, and those to forget once they
+/// are sent.
 #[derive(Default)]
 struct NameTable {
-    processes: BTreeMap<u32, ProcessInfo>,
-    /// (pid, tid) -> name and namespace tid.
-    threads: BTreeMap<(u32, u32), (String, Option<u32>)>,
+    names: Names,
     /// Exited processes and threads, forgotten once the batch in hand (which
     /// may hold their spanlets) is sent.
     forget: Vec<(u32, Option<u32>)>,
@@ -92,20 +91,8 @@ struct NameTable {
 impl NameTable {
     fn forget_now(&mut self, pid: u32, tid: Option<u32>) {
         match tid {
-            Some(tid) => {
-                self.threads.remove(&(pid, tid));
-            }
-            None => {
-                self.processes.remove(&pid);
-                let tids: Vec<(u32, u32)> = self
-                    .threads
-                    .range((pid, 0)..=(pid, u32::MAX))
-                    .map(|(&k, _)| k)
-                    .collect();
-                for key in tids {
-                    self.threads.remove(&key);
-                }
-            }
+            Some(tid) => self.names.remove_thread(pid, tid),
+            None => self.names.remove_process(pid),
         }
     }
 
@@ -128,20 +115,6 @@ impl NameTable {
         for (p, t) in due {
             self.forget_now(p, t);
         }
-    }
-}
-
-impl Names for NameTable {
-    fn process(&self, pid: u32) -> Option<&ProcessInfo> {
-        self.processes.get(&pid)
-    }
-
-    fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
-        self.threads.get(&(pid, tid)).map(|(name, _)| name.as_str())
-    }
-
-    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
-        self.threads.get(&(pid, tid)).and_then(|&(_, ns)| ns)
     }
 }
 
@@ -240,7 +213,7 @@ async fn run(
     loop {
         let open = fill(&mut rx, &mut names, &mut batch).await;
         if !batch.is_empty() {
-            let requests = mapping::requests(&batch, &resource, &names);
+            let requests = mapping::requests(&batch, &resource, &names.names);
             match send_with_retry(&mut sender, &requests, RETRY).await {
                 Ok(()) => {
                     counters
@@ -285,11 +258,11 @@ async fn fill(
             None => return false,
             Some(Item::Process(p)) => {
                 names.renamed(p.pid, None);
-                names.processes.insert(p.pid, p);
+                names.names.insert_process(p);
             }
             Some(Item::Thread(t)) => {
                 names.renamed(t.pid, Some(t.tid));
-                names.threads.insert((t.pid, t.tid), (t.name, t.ns_tid));
+                names.names.insert_thread(t);
             }
             // Nothing in hand can need the names: forget at once (an idle
             // node never fills a batch).

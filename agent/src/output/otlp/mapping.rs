@@ -3,7 +3,7 @@
 //! ids, and, when the waiter had a span context, a **span** (`lock wait`,
 //! `futex wait`) that is a child of the waiter's span, spans the wait, and
 //! links to the holder's span. Attribute names are listed in the README.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Debug, sync::Arc};
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
@@ -13,10 +13,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link, span::SpanKind},
 };
 
-use crate::{
-    model::{ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type, socket_op},
-    node::k8s::PodCache,
-};
+use crate::model::{Names, ProcessInfo, SpanContext, Spanlet, SpanletKind, kernel_lock_type};
 
 /// The instrumentation scope of everything spanlet exports.
 pub const SCOPE: &str = "spanlet";
@@ -40,17 +37,41 @@ pub struct ResourceSettings {
 #[derive(Clone, Debug)]
 pub struct K8sResource {
     pub node_name: String,
-    pub pods: PodCache,
+    pub pods: Arc<dyn PodLookup>,
 }
 
-/// Where the spanlets come from: the processes and thread names a capture
-/// (or a live run) knows.
-pub trait Names {
-    fn process(&self, pid: u32) -> Option<&ProcessInfo>;
-    fn thread_name(&self, pid: u32, tid: u32) -> Option<&str>;
-    /// A thread's id in its process's PID namespace, when that is nested.
-    fn ns_tid(&self, _pid: u32, _tid: u32) -> Option<u32> {
-        None
+/// The pods of this node, as the mapping needs them. A trait because the
+/// pod cache belongs to the node agent, a layer above this one, which
+/// implements it.
+pub trait PodLookup: Debug + Send + Sync {
+    /// The pod of a process whose cgroup paths name this container and pod
+    /// (either may be missing), with the container's name when known.
+    fn pod_names(&self, container_id: Option<&str>, pod_uid: Option<&str>) -> Option<PodNames>;
+}
+
+/// The Kubernetes names of the pod (and container) a process runs in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodNames {
+    pub name: String,
+    /// With dashes, lowercase.
+    pub uid: String,
+    pub namespace: String,
+    pub container: Option<String>,
+}
+
+impl PodNames {
+    /// The OpenTelemetry resource attributes of the pod, and of the
+    /// container if known.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attributes = vec![
+            ("k8s.pod.name", self.name.clone()),
+            ("k8s.pod.uid", self.uid.clone()),
+            ("k8s.namespace.name", self.namespace.clone()),
+        ];
+        if let Some(container) = &self.container {
+            attributes.push(("k8s.container.name", container.clone()));
+        }
+        attributes
     }
 }
 
@@ -85,7 +106,7 @@ impl Requests {
 pub fn requests<'a>(
     spanlets: impl IntoIterator<Item = &'a Spanlet>,
     settings: &ResourceSettings,
-    names: &impl Names,
+    names: &Names,
 ) -> Requests {
     let mut by_pid: BTreeMap<u32, (Vec<LogRecord>, Vec<Span>)> = BTreeMap::new();
     for s in spanlets {
@@ -194,13 +215,10 @@ fn resource(pid: u32, settings: &ResourceSettings, process: Option<&ProcessInfo>
         attrs.push(string("k8s.node.name", k8s.node_name.clone()));
         let pod = process.and_then(|p| {
             k8s.pods
-                .lookup(p.container_id.as_deref(), p.pod_uid.as_deref())
+                .pod_names(p.container_id.as_deref(), p.pod_uid.as_deref())
         });
-        if let Some((pod, container)) = pod {
-            let pod_attrs = pod.attributes(container.as_deref());
-            for (key, value) in pod_attrs.into_iter().filter(|(k, _)| *k != "k8s.node.name") {
-                attrs.push(string(key, value));
-            }
+        for (key, value) in pod.iter().flat_map(PodNames::attributes) {
+            attrs.push(string(key, value));
         }
     }
     if !comm.is_empty() {
@@ -249,40 +267,35 @@ fn attributes(s: &Spanlet, thread_name: &str) -> Vec<KeyValue> {
     if let Some(name) = s.waker_comm.as_deref().filter(|n| !n.is_empty()) {
         a.push(string("spanlet.waker.name", name));
     }
-    match s.kind {
-        SpanletKind::MutexHold => {}
-        SpanletKind::KernelLockWait => {
-            a.push(string(
-                "spanlet.kernel_lock.type",
-                kernel_lock_type(s.futex_op),
-            ));
-            a.push(int("spanlet.kernel_lock.flags", s.futex_op));
-            if s.futex_val != 0 {
-                a.push(int("spanlet.kernel_lock.error", s.futex_val as i32));
+    // What each kind adds of its own (holds add nothing).
+    if let Some(flags) = s.kernel_lock_flags() {
+        a.push(string("spanlet.kernel_lock.type", kernel_lock_type(flags)));
+        a.push(int("spanlet.kernel_lock.flags", flags));
+        if let Some(error) = s.kernel_lock_result().filter(|&r| r != 0) {
+            a.push(int("spanlet.kernel_lock.error", error));
+        }
+    }
+    if let (Some(fd), Some(op)) = (s.socket_fd(), s.socket_op()) {
+        a.push(int("spanlet.syscall", s.syscall));
+        a.push(string("spanlet.socket.op", op));
+        a.push(int("spanlet.socket.inode", saturating_i64(s.addr)));
+        a.push(int("spanlet.socket.fd", fd));
+        if let Some(k) = &s.socket {
+            a.push(string("network.transport", k.transport()));
+            if let Some(local) = k.local() {
+                a.push(string("network.local.address", local.ip().to_string()));
+                a.push(int("network.local.port", local.port()));
+            }
+            if let Some(peer) = k.peer() {
+                a.push(string("network.peer.address", peer.ip().to_string()));
+                a.push(int("network.peer.port", peer.port()));
             }
         }
-        SpanletKind::SocketWait => {
-            a.push(int("spanlet.syscall", s.syscall));
-            a.push(string("spanlet.socket.op", socket_op(s.syscall, s.flags)));
-            a.push(int("spanlet.socket.inode", saturating_i64(s.addr)));
-            a.push(int("spanlet.socket.fd", s.futex_val));
-            if let Some(k) = &s.socket {
-                a.push(string("network.transport", k.transport()));
-                if let Some(local) = k.local() {
-                    a.push(string("network.local.address", local.ip().to_string()));
-                    a.push(int("network.local.port", local.port()));
-                }
-                if let Some(peer) = k.peer() {
-                    a.push(string("network.peer.address", peer.ip().to_string()));
-                    a.push(int("network.peer.port", peer.port()));
-                }
-            }
-        }
-        SpanletKind::FutexWait | SpanletKind::MutexWait => {
-            a.push(int("spanlet.syscall", s.syscall));
-            a.push(int("spanlet.futex.op", s.futex_op));
-            a.push(int("spanlet.futex.val", s.futex_val));
-        }
+    }
+    if let (Some(op), Some(val)) = (s.futex_op(), s.futex_val()) {
+        a.push(int("spanlet.syscall", s.syscall));
+        a.push(int("spanlet.futex.op", op));
+        a.push(int("spanlet.futex.val", val));
     }
     a
 }
@@ -390,16 +403,6 @@ mod tests {
     use super::*;
     use crate::model::WaitOutcome;
 
-    struct NoNames;
-    impl Names for NoNames {
-        fn process(&self, _: u32) -> Option<&ProcessInfo> {
-            None
-        }
-        fn thread_name(&self, _: u32, _: u32) -> Option<&str> {
-            None
-        }
-    }
-
     fn ctx(b: u8) -> SpanContext {
         SpanContext {
             trace_id: [b; 16],
@@ -423,8 +426,8 @@ mod tests {
             waker_tid: Some(9),
             waker_comm: Some("holder".into()),
             syscall: 202,
-            futex_op: 128,
-            futex_val: 2,
+            op: 128,
+            arg: 2,
             flags: 0,
             context,
             holder_context: holder,
@@ -443,7 +446,7 @@ mod tests {
     #[test]
     fn a_wait_in_a_span_is_an_event_and_a_linked_child_span() {
         let s = wait(Some(ctx(0xa1)), Some(ctx(0xb2)));
-        let r = requests([&s], &ResourceSettings::default(), &NoNames);
+        let r = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!((r.log_records(), r.spans()), (1, 1));
 
         let log = &r.logs.resource_logs[0].scope_logs[0].log_records[0];
@@ -473,14 +476,14 @@ mod tests {
         assert_eq!(span.links[0].trace_id, vec![0xb2; 16]);
         assert_eq!(span.links[0].span_id, vec![0xb2; 8]);
         // Replaying gives the same span, not a duplicate.
-        let again = requests([&s], &ResourceSettings::default(), &NoNames);
+        let again = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!(again.traces, r.traces);
     }
 
     #[test]
     fn a_wait_outside_any_span_is_an_event_with_empty_ids_and_no_span() {
         let s = wait(None, None);
-        let r = requests([&s], &ResourceSettings::default(), &NoNames);
+        let r = requests([&s], &ResourceSettings::default(), &Names::default());
         assert_eq!((r.log_records(), r.spans()), (1, 0));
         let log = &r.logs.resource_logs[0].scope_logs[0].log_records[0];
         assert!(log.trace_id.is_empty() && log.span_id.is_empty());
@@ -499,7 +502,7 @@ mod tests {
             host_name: "node-1".into(),
             k8s: None,
         };
-        let r = requests([&s], &settings, &NoNames);
+        let r = requests([&s], &settings, &Names::default());
         let res = r.logs.resource_logs[0].resource.as_ref().unwrap();
         let get = |k| attr(&res.attributes, k).cloned();
         assert_eq!(
@@ -519,5 +522,62 @@ mod tests {
         );
         assert_eq!(get("host.name"), Some(Value::StringValue("node-1".into())));
         assert_eq!(get("process.pid"), Some(Value::IntValue(7)));
+    }
+
+    /// One pod, found by its container id.
+    #[derive(Debug)]
+    struct OnePod;
+    impl PodLookup for OnePod {
+        fn pod_names(&self, container_id: Option<&str>, _: Option<&str>) -> Option<PodNames> {
+            (container_id == Some("c1")).then(|| PodNames {
+                name: "web".into(),
+                uid: "u-1".into(),
+                namespace: "shop".into(),
+                container: Some("nginx".into()),
+            })
+        }
+    }
+
+    #[test]
+    fn a_process_in_a_pod_carries_its_k8s_names() {
+        let settings = ResourceSettings {
+            k8s: Some(K8sResource {
+                node_name: "node-1".into(),
+                pods: Arc::new(OnePod),
+            }),
+            ..ResourceSettings::default()
+        };
+        let spanlet = wait(None, None);
+        let mut names = Names::default();
+        names.insert_process(ProcessInfo {
+            pid: spanlet.pid,
+            comm: "nginx".into(),
+            container_id: Some("c1".into()),
+            ..ProcessInfo::default()
+        });
+        let r = requests([&spanlet], &settings, &names);
+        let res = r.logs.resource_logs[0].resource.as_ref().unwrap();
+        let k8s: Vec<(&str, Option<&Value>)> = res
+            .attributes
+            .iter()
+            .filter(|a| a.key.starts_with("k8s."))
+            .map(|a| {
+                (
+                    a.key.as_str(),
+                    a.value.as_ref().and_then(|v| v.value.as_ref()),
+                )
+            })
+            .collect();
+        let s = |v: &str| Value::StringValue(v.into());
+        assert_eq!(
+            k8s,
+            [
+                ("k8s.node.name", Some(&s("node-1"))),
+                ("k8s.pod.name", Some(&s("web"))),
+                ("k8s.pod.uid", Some(&s("u-1"))),
+                ("k8s.namespace.name", Some(&s("shop"))),
+                ("k8s.container.name", Some(&s("nginx"))),
+            ]
+        );
     }
 }

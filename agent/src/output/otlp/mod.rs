@@ -2,6 +2,7 @@
 //! sent to any collector over gRPC or HTTP/protobuf.
 pub mod client;
 pub mod endpoint;
+pub mod error;
 pub mod kv_list;
 pub mod live;
 pub mod mapping;
@@ -9,27 +10,11 @@ pub mod settings;
 
 use std::{io::Read, time::Duration};
 
-use crate::{
-    capture::{Capture, CaptureError, CaptureReader, Record},
-    model::ProcessInfo,
-};
+use crate::capture::{Capture, CaptureError, CaptureReader, Record};
 pub use client::{SendError, Sender};
-pub use mapping::{K8sResource, Names, Requests, ResourceSettings};
-pub use settings::{Overrides, Protocol, Settings, SettingsError};
-
-impl Names for Capture {
-    fn process(&self, pid: u32) -> Option<&ProcessInfo> {
-        self.processes.get(&pid)
-    }
-
-    fn thread_name(&self, pid: u32, tid: u32) -> Option<&str> {
-        Capture::thread_name(self, pid, tid)
-    }
-
-    fn ns_tid(&self, pid: u32, tid: u32) -> Option<u32> {
-        self.thread_ns_tids.get(&(pid, tid)).copied()
-    }
-}
+pub use error::SettingsError;
+pub use mapping::{K8sResource, Requests, ResourceSettings};
+pub use settings::{Overrides, Protocol, Settings};
 
 impl ResourceSettings {
     /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`; `host_name` is
@@ -154,7 +139,7 @@ pub async fn replay<R: Read>(
         if chunk.is_empty() {
             return Ok(delivered);
         }
-        let requests = mapping::requests(&chunk, resource, names);
+        let requests = mapping::requests(&chunk, resource, &names.names);
         send_with_retry(sender, &requests, policy)
             .await
             .map_err(|source| ReplayError {

@@ -6,7 +6,7 @@
 //! show a header's value or a URL's credentials.
 use std::{collections::HashMap, time::Duration};
 
-use super::{endpoint::check_endpoint, kv_list::parse_list};
+use super::{endpoint::check_endpoint, error::SettingsError, kv_list::parse_list};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -90,46 +90,6 @@ pub struct Overrides {
     pub certificate: Option<String>,
     pub client_certificate: Option<String>,
     pub client_key: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SettingsError {
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL: unknown OTLP protocol {0:?} (use grpc or http/protobuf)")]
-    Protocol(String),
-    #[error("{setting}: unknown OTLP compression {value:?} (use gzip or none)")]
-    Compression {
-        setting: &'static str,
-        value: String,
-    },
-    #[error("--otlp-timeout must be longer than 0")]
-    ZeroTimeout,
-    #[error("{name} {value:?} is not a positive number of milliseconds")]
-    Milliseconds { name: &'static str, value: String },
-    #[error("unknown OTEL_METRICS_EXPORTER {0:?} (use otlp or none)")]
-    MetricsExporter(String),
-    /// `url` is redacted (no credentials).
-    #[error("{setting}: OTLP endpoint {url} {reason}")]
-    Endpoint {
-        setting: String,
-        url: String,
-        reason: String,
-    },
-    #[error("cannot read {what} {path:?}: {reason}")]
-    TlsFile {
-        what: &'static str,
-        path: String,
-        reason: String,
-    },
-    #[error("a client certificate needs its key, and a key its certificate (mutual TLS)")]
-    ClientIdentity,
-    #[error("{var}: {reason}")]
-    List { var: String, reason: String },
-    #[error("{setting}: OTLP header {key:?} {reason}")]
-    Header {
-        setting: &'static str,
-        key: String,
-        reason: &'static str,
-    },
 }
 
 const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";

@@ -174,7 +174,7 @@ impl Acc {
             SpanletKind::FutexWait => self.has_futex_wait = true,
             SpanletKind::KernelLockWait => {
                 self.has_kernel_lock_wait = true;
-                self.kernel_lock_flags |= s.futex_op;
+                self.kernel_lock_flags |= s.kernel_lock_flags().unwrap_or(0);
             }
             SpanletKind::SocketWait => {
                 if self.socket.is_none() {
@@ -277,7 +277,9 @@ fn top_threads(capture: &Capture, threads: IntMap<(u32, u32), ThreadAcc>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::testutil::{minimal_spanlet, sample_end, sample_meta, sample_process};
+    use crate::capture::testutil::{
+        minimal_spanlet, sample_end, sample_meta, sample_process, sample_thread,
+    };
     use crate::model::CaptureStats;
 
     fn wait(kind: SpanletKind, tid: u32, addr: u64, wait_ns: u64) -> Spanlet {
@@ -295,7 +297,7 @@ mod tests {
 
     fn capture(spanlets: Vec<Spanlet>) -> Capture {
         let mut c = Capture::new(sample_meta());
-        c.processes.insert(100, sample_process());
+        c.names.insert_process(sample_process());
         c.spanlets = spanlets;
         c
     }
@@ -405,8 +407,8 @@ mod tests {
     #[test]
     fn holders_wakers_and_waiters_with_names() {
         let mut c = capture(Vec::new());
-        c.threads.insert((100, 50), "lock-owner".into());
-        c.threads.insert((100, 7), "table-name".into());
+        c.names.insert_thread(sample_thread(50, "lock-owner"));
+        c.names.insert_thread(sample_thread(7, "table-name"));
         let with = |tid, holder: Option<u32>, waker: Option<u32>, ns| Spanlet {
             holder_tid: holder,
             waker_pid: waker.map(|_| 100),

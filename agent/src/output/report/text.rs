@@ -277,8 +277,8 @@ mod tests {
 
     fn sample_capture() -> Capture {
         let mut c = Capture::new(sample_meta());
-        c.processes.insert(100, sample_process());
-        c.threads.insert((100, 101), "holder".into());
+        c.names.insert_process(sample_process());
+        c.names.insert_thread(sample_thread(101, "holder"));
         c.spanlets = vec![full_spanlet(), minimal_spanlet()];
         c.end = Some(sample_end());
         c
@@ -310,8 +310,8 @@ mod tests {
     fn text_escapes_what_traced_processes_named() {
         let mut c = sample_capture();
         let hostile = "\x1b]0;PWN\x07\x1b[2J";
-        c.threads.insert((100, 101), hostile.into());
-        if let Some(p) = c.processes.get_mut(&100) {
+        c.names.insert_thread(sample_thread(101, hostile));
+        if let Some(p) = c.names.process_mut(100) {
             p.comm = "a\u{9b}31mb".into();
         }
         c.meta.command = Some(vec!["./app".into(), "x\ny".into()]);
