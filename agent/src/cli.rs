@@ -3,6 +3,12 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::node::{
+    config::RunFlags,
+    selection::SelectionSpec,
+    units::{parse_duration, parse_size},
+};
+
 /// spanlet: who waited on which lock, for how long, and who held it.
 ///
 /// Traces blocking futex waits (pthread and Rust mutexes, condition
@@ -92,93 +98,14 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
+/// `spanlet run`'s flags: the selection and the agent's settings are
+/// declared by `node`, which reads the same keys from the config file.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Trace every process on the node (but spanlet itself).
-    #[arg(long, env = "SPANLET_ALL")]
-    pub all: bool,
-    /// Trace this process (all its threads); repeat or comma-separate.
-    #[arg(
-        short,
-        long = "pid",
-        value_name = "PID",
-        env = "SPANLET_PIDS",
-        value_delimiter = ','
-    )]
-    pub pids: Vec<u32>,
-    /// Trace the processes in this cgroup and below it, including ones that
-    /// start later: a directory under a cgroup mount
-    /// (/sys/fs/cgroup/system.slice/x.service) or a path as /proc/PID/cgroup
-    /// shows it. Repeat or comma-separate.
-    #[arg(
-        long = "cgroup",
-        value_name = "PATH",
-        env = "SPANLET_CGROUPS",
-        value_delimiter = ','
-    )]
-    pub cgroups: Vec<String>,
-    /// Trace the processes of this container (its id or a prefix of it, as
-    /// in the cgroup path; at least 4 hex digits). Repeat or comma-separate.
-    #[arg(
-        long = "container-id",
-        value_name = "ID",
-        env = "SPANLET_CONTAINER_IDS",
-        value_delimiter = ','
-    )]
-    pub container_ids: Vec<String>,
-    /// Trace the pods of this namespace on this node (needs the Kubernetes
-    /// API). Repeat or comma-separate.
-    #[arg(
-        long = "k8s-namespace",
-        value_name = "NS",
-        env = "SPANLET_K8S_NAMESPACES",
-        value_delimiter = ','
-    )]
-    pub k8s_namespaces: Vec<String>,
-    /// Trace the pods on this node with this label; with several labels
-    /// (and namespaces), a pod must match all labels and one namespace.
-    #[arg(
-        long = "k8s-pod-label",
-        value_name = "KEY=VALUE",
-        env = "SPANLET_K8S_POD_LABELS",
-        value_delimiter = ','
-    )]
-    pub k8s_pod_labels: Vec<String>,
-    /// This node's Kubernetes name (from the downward API), which scopes
-    /// the pods the agent watches and becomes k8s.node.name.
-    #[arg(long, value_name = "NAME", env = "SPANLET_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Where to serve /healthz, /readyz and Prometheus /metrics; "off" to
-    /// serve nothing [default: 0.0.0.0:9464].
-    #[arg(long, value_name = "ADDR:PORT", env = "SPANLET_METRICS_ADDRESS")]
-    pub metrics_address: Option<String>,
-    /// A TOML file with the same settings (flags and environment win; the
-    /// target selections of both add up). SIGHUP re-reads its selection.
-    #[arg(long, value_name = "FILE", env = "SPANLET_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Stop after this long; default: until SIGINT/SIGTERM (or, with --pid
-    /// alone, until those processes exit).
-    #[arg(short, long, value_parser = parse_duration, env = "SPANLET_DURATION")]
-    pub duration: Option<Duration>,
-    /// Waits shorter than this are not exported (counted only) [default: 10us].
-    #[arg(long, value_parser = parse_duration, env = "SPANLET_MIN_WAIT")]
-    pub min_wait: Option<Duration>,
-    /// Also trace processes that traced processes fork (always on with
-    /// selectors other than --pid).
-    #[arg(long, env = "SPANLET_FOLLOW_FORKS")]
-    pub follow_forks: bool,
-    /// Also record waits for contended kernel locks (mutexes, rwsems such
-    /// as mmap_lock, spinlocks) from the lock:contention_begin/end
-    /// tracepoints, as kernel_lock_wait spanlets (off by default).
-    #[arg(long, env = "SPANLET_KERNEL_LOCKS")]
-    pub kernel_locks: bool,
-    /// Size of the kernel event ring (power of two, e.g. 8MiB) [default: 8MiB].
-    #[arg(long, value_parser = parse_size, env = "SPANLET_RINGBUF_SIZE")]
-    pub ringbuf_size: Option<u32>,
-    /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
-    /// (when it is there) for threads without OTEP 4947 thread context.
-    #[arg(long, value_name = "PATH", default_value = crate::kernel::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
-    pub obi_ctx_map: PathBuf,
+    #[command(flatten)]
+    pub selection: SelectionSpec,
+    #[command(flatten)]
+    pub flags: RunFlags,
     #[command(flatten)]
     pub otlp: OtlpArgs,
 }
@@ -280,43 +207,9 @@ pub struct ReplayArgs {
     pub batch: u32,
 }
 
-/// Durations with units: 10us, 1.5ms, 2s, 1m.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (use a unit, e.g. 10us, 5ms, 2s)"))
-}
-
-/// Sizes with binary units: 4096, 64KiB, 8MiB, 1GiB.
-pub fn parse_size(s: &str) -> Result<u32, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(mult)
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_units() {
-        assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("10").is_err());
-        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("8XB").is_err());
-        assert!(parse_size("8GiB").is_err());
-    }
 
     #[test]
     fn record_takes_a_command_after_dashes() {

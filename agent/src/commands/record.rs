@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use spanlet::{
     cli::{OtlpArgs, RecordArgs},
     host::procfs,
+    kernel::features::Features,
     model::CaptureStats,
     output::otlp::{ResourceSettings, Settings, live::LiveOtlp},
     output::report::format_duration_ns,
@@ -16,13 +17,17 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         pids: args.pids,
         command: args.command,
         duration: args.duration,
-        min_wait: args.min_wait,
         output: Some(args.output),
-        mutex_uprobes: args.mutex_uprobes,
-        kernel_locks: args.kernel_locks,
-        follow_forks: args.follow_forks,
-        ringbuf_bytes: args.ringbuf_size,
-        obi_ctx_map: Some(args.obi_ctx_map),
+        features: Features {
+            min_wait: args.min_wait,
+            mutex_uprobes: args.mutex_uprobes,
+            kernel_locks: args.kernel_locks,
+            follow_forks: args.follow_forks,
+            ringbuf_bytes: args.ringbuf_size,
+            obi_ctx_map: Some(args.obi_ctx_map),
+            trace_all: false,
+            report_all_execs: false,
+        },
     };
     let otlp = match args.otlp {
         true => Some(live_otlp(&args.otlp_args)?),

@@ -22,7 +22,7 @@ const LAST_METRICS: Duration = Duration::from_secs(5);
 pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
     // All settings are checked first, then privileges, before anything
     // starts (a metrics export included).
-    let settings = RunSettings::new(&args)?;
+    let settings = RunSettings::new(&args.selection, &args.flags)?;
     let mut otlp = live_otlp(&args.otlp)?;
     caps::check_node_agent()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,13 +73,8 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
             pids: selection.pids.clone(),
             command: Vec::new(),
             duration: settings.duration,
-            min_wait: settings.min_wait,
             output: None,
-            mutex_uprobes: false,
-            kernel_locks: settings.kernel_locks,
-            follow_forks: settings.follow_forks,
-            ringbuf_bytes: settings.ringbuf_bytes,
-            obi_ctx_map: Some(settings.obi_ctx_map.clone()),
+            features: settings.features.clone(),
         };
         let summary = record_as_node(opts, node, otlp).await;
         let _ = stop_tx.send(true);

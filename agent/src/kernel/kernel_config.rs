@@ -4,19 +4,19 @@ use agent_ebpf::Config;
 
 use crate::{
     kernel::btf::{BtfError, KernelBtf},
-    kernel::loader::LoadOptions,
+    kernel::features::Features,
 };
 
 /// Builds the programs' configuration for this kernel.
-pub fn build(btf: &KernelBtf, opts: &LoadOptions) -> Result<Config, BtfError> {
-    let LoadOptions {
+pub fn build(btf: &KernelBtf, features: &Features) -> Result<Config, BtfError> {
+    let Features {
         min_wait,
         trace_all,
         follow_forks,
         report_all_execs,
         ringbuf_bytes,
         ..
-    } = *opts;
+    } = *features;
     let regs = |name: &str| btf.member_offset("pt_regs", name);
     let sock = |name: &str| btf.member_offset("sock", &format!("__sk_common.{name}"));
     Ok(Config {

@@ -1,9 +1,6 @@
 //! Loads the embedded programs with this kernel's offsets, attaches them and
 //! hands out the maps the agent uses.
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use agent_ebpf::{FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps};
 use aya::{
@@ -15,6 +12,7 @@ use crate::{
     kernel::btf::{BtfError, KernelBtf},
     kernel::caps::{self, CapsError},
     kernel::ebpf_object::EBPF_OBJECT,
+    kernel::features::Features,
     kernel::kernel_config,
     kernel::probes::{self, AttachError, AttachPlan},
     kernel::thread_ctx::{LibraryCtx, TlsSlot},
@@ -24,20 +22,9 @@ use crate::{
 /// How to load the programs.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    pub min_wait: Duration,
-    pub trace_all: bool,
-    pub follow_forks: bool,
-    /// Report every process's exec, for a selection that takes processes
-    /// as they start.
-    pub report_all_execs: bool,
+    pub features: Features,
     /// Leave out opt-in probes the kernel refuses instead of failing.
     pub tolerate_optional_probes: bool,
-    pub mutex_uprobes: bool,
-    /// Attach the `lock:contention_begin/end` programs.
-    pub kernel_locks: bool,
-    pub ringbuf_bytes: u32,
-    /// Where OBI pins its trace-context map; used if it is there.
-    pub obi_ctx_map: Option<PathBuf>,
 }
 
 /// How soon processes without a thread-context slot are looked at again;
@@ -164,11 +151,15 @@ impl Tracer {
         if EBPF_OBJECT.is_empty() {
             return Err(LoadError::NoObject);
         }
-        if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
-            return Err(LoadError::RingbufSize(opts.ringbuf_bytes));
+        let features = &opts.features;
+        if !features.ringbuf_bytes.is_power_of_two() || features.ringbuf_bytes < 4096 {
+            return Err(LoadError::RingbufSize(features.ringbuf_bytes));
         }
-        let obi = opts.obi_ctx_map.as_deref().filter(|p| usable_obi_map(p));
-        let mut config = kernel_config::build(&btf, opts)?;
+        let obi = features
+            .obi_ctx_map
+            .as_deref()
+            .filter(|p| usable_obi_map(p));
+        let mut config = kernel_config::build(&btf, features)?;
         config.obi_ctx = u32::from(obi.is_some());
         let mut ebpf = {
             // The loader holds the kernel's parsed BTF (about 9 MiB here):
@@ -185,7 +176,7 @@ impl Tracer {
                 // but has no typed API for (see `task_storage`).
                 .allow_unsupported_maps()
                 .override_global(globals::CONFIG, &config, true)
-                .map_max_entries(maps::EVENTS, opts.ringbuf_bytes)
+                .map_max_entries(maps::EVENTS, features.ringbuf_bytes)
                 .load(EBPF_OBJECT)
                 .map_err(LoadError::Load)?
         };
@@ -213,10 +204,7 @@ impl Tracer {
             RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
 
         let plan = AttachPlan {
-            mutex_uprobes: opts.mutex_uprobes,
-            follow_forks: opts.follow_forks,
-            trace_all: opts.trace_all,
-            kernel_locks: opts.kernel_locks,
+            features,
             uprobe_pids,
             tolerate_optional: opts.tolerate_optional_probes,
         };

@@ -7,6 +7,7 @@ pub mod caps;
 pub mod clock;
 pub mod decode;
 pub mod ebpf_object;
+pub mod features;
 pub mod kernel_config;
 pub mod loader;
 pub mod probes;

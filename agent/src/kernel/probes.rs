@@ -8,6 +8,8 @@ use aya::{
     programs::{BtfTracePoint, UProbe, uprobe::UProbeScope},
 };
 
+use crate::kernel::features::Features;
+
 /// Where a program attaches.
 #[derive(Clone, Copy, Debug)]
 pub enum Hook {
@@ -137,10 +139,7 @@ pub enum AttachError {
 
 /// What to attach.
 pub struct AttachPlan<'a> {
-    pub mutex_uprobes: bool,
-    pub follow_forks: bool,
-    pub trace_all: bool,
-    pub kernel_locks: bool,
+    pub features: &'a Features,
     /// Processes the libc uprobes are scoped to.
     pub uprobe_pids: &'a [u32],
     /// A node agent keeps running without the opt-in kernel-lock probes
@@ -152,9 +151,9 @@ pub struct AttachPlan<'a> {
 fn wanted(probe: &Probe, plan: &AttachPlan<'_>) -> bool {
     match probe.when {
         When::Always => true,
-        When::MutexUprobes => plan.mutex_uprobes,
-        When::Forks => plan.follow_forks || plan.trace_all,
-        When::KernelLocks => plan.kernel_locks,
+        When::MutexUprobes => plan.features.mutex_uprobes,
+        When::Forks => plan.features.follow_forks || plan.features.trace_all,
+        When::KernelLocks => plan.features.kernel_locks,
     }
 }
 
@@ -176,7 +175,7 @@ pub fn attach_all(ebpf: &mut Ebpf, plan: &AttachPlan<'_>) -> Result<u32, AttachE
             Err(err) => return Err(err),
         }
     }
-    if plan.mutex_uprobes {
+    if plan.features.mutex_uprobes {
         attach_uprobes(ebpf, plan.uprobe_pids)?;
     }
     Ok(left_out)

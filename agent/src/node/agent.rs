@@ -105,9 +105,11 @@ impl RecordHooks for Node {
     /// `--pid` alone follows them only with `--follow-forks`.
     fn adjust_load(&self, load: &mut LoadOptions) {
         let all = self.traces_all();
-        load.trace_all = all;
-        load.report_all_execs = true;
-        load.follow_forks = !all && (load.follow_forks || self.targets.selection().is_dynamic());
+        let features = &mut load.features;
+        features.trace_all = all;
+        features.report_all_execs = true;
+        features.follow_forks =
+            !all && (features.follow_forks || self.targets.selection().is_dynamic());
         load.tolerate_optional_probes = true;
     }
 

@@ -6,6 +6,8 @@ pub mod cgroup;
 pub mod config;
 pub mod k8s;
 pub mod observe;
+pub mod selection;
 pub mod targets;
+pub mod units;
 
 pub use agent::Node;

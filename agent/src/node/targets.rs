@@ -15,45 +15,8 @@ use crate::{
     kernel::loader::Tracer,
     node::cgroup::{CgroupError, CgroupSel},
     node::k8s::{PodCache, PodMeta},
+    node::selection::SelectionSpec,
 };
-
-/// What to trace, as given (flags, environment, config file).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SelectionSpec {
-    pub all: bool,
-    pub pids: Vec<u32>,
-    pub cgroups: Vec<String>,
-    pub container_ids: Vec<String>,
-    pub k8s_namespaces: Vec<String>,
-    /// `key=value`
-    pub k8s_pod_labels: Vec<String>,
-}
-
-impl SelectionSpec {
-    /// Both selections: selectors add up.
-    pub fn union(&self, other: &Self) -> Self {
-        let cat = |a: &[String], b: &[String]| -> Vec<String> {
-            let mut v = a.to_vec();
-            v.extend(b.iter().filter(|x| !a.contains(x)).cloned());
-            v
-        };
-        let mut pids = self.pids.clone();
-        pids.extend(other.pids.iter().filter(|p| !self.pids.contains(p)));
-        Self {
-            all: self.all || other.all,
-            pids,
-            cgroups: cat(&self.cgroups, &other.cgroups),
-            container_ids: cat(&self.container_ids, &other.container_ids),
-            k8s_namespaces: cat(&self.k8s_namespaces, &other.k8s_namespaces),
-            k8s_pod_labels: cat(&self.k8s_pod_labels, &other.k8s_pod_labels),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {

@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitStatus, time::Duration};
 use super::LiveSummary;
 use crate::{
     capture::CaptureError,
+    kernel::features::Features,
     kernel::loader::LoadError,
     model::{CaptureEnd, CaptureStats},
 };
@@ -14,15 +15,11 @@ pub struct RecordOptions {
     /// A command to launch and trace (with its children).
     pub command: Vec<String>,
     pub duration: Option<Duration>,
-    pub min_wait: Duration,
     /// Capture file; `None` (`spanlet run`) writes none.
     pub output: Option<PathBuf>,
-    pub mutex_uprobes: bool,
-    pub kernel_locks: bool,
-    pub follow_forks: bool,
-    pub ringbuf_bytes: u32,
-    /// OBI's pinned trace-context map, read if present.
-    pub obi_ctx_map: Option<PathBuf>,
+    /// What the programs record (a launched command's forks are followed
+    /// whatever it says).
+    pub features: Features,
 }
 
 #[derive(Debug, thiserror::Error)]

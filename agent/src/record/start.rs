@@ -46,7 +46,7 @@ impl Recording {
             start_unix_nano: EpochClock::unix_now(),
             command: launched.is_some().then(|| opts.command.clone()),
             pids: pids.clone(),
-            min_wait_ns: u64::try_from(opts.min_wait.as_nanos()).unwrap_or(u64::MAX),
+            min_wait_ns: u64::try_from(opts.features.min_wait.as_nanos()).unwrap_or(u64::MAX),
             spanlet_fields: spanlet_field_names(),
         };
         let writer = output
@@ -63,7 +63,7 @@ impl Recording {
         }
         hooks.set_ready(true);
         sink.write_stats()?;
-        let ring_fill = match RingFill::new(&ring, opts.ringbuf_bytes) {
+        let ring_fill = match RingFill::new(&ring, opts.features.ringbuf_bytes) {
             Ok(fill) => Some(fill),
             Err(err) => {
                 tracing::warn!(%err, "cannot map the event ring's positions; its fill is not reported");
@@ -107,16 +107,10 @@ fn load(
         initial.push((std::process::id(), PID_REASON_SPAWNER));
     }
     let mut load = LoadOptions {
-        min_wait: opts.min_wait,
-        trace_all: false,
-        follow_forks: opts.follow_forks || launching,
-        report_all_execs: false,
+        features: opts.features.clone(),
         tolerate_optional_probes: false,
-        mutex_uprobes: opts.mutex_uprobes,
-        kernel_locks: opts.kernel_locks,
-        ringbuf_bytes: opts.ringbuf_bytes,
-        obi_ctx_map: opts.obi_ctx_map.clone(),
     };
+    load.features.follow_forks |= launching;
     hooks.adjust_load(&mut load);
     for (pid, reason) in hooks.initial_pids() {
         if !initial.iter().any(|&(p, _)| p == pid) {
@@ -132,7 +126,7 @@ fn load(
     } else {
         None
     };
-    if let (true, Some(l)) = (opts.mutex_uprobes, &launched)
+    if let (true, Some(l)) = (opts.features.mutex_uprobes, &launched)
         && let Err(err) = tracer.attach_mutex_uprobes(l.pid)
     {
         // A command that is already gone is recorded as it ran; its exit
