@@ -294,7 +294,7 @@ impl<'a> Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::testutil::{full_spanlet, minimal_spanlet};
+    use crate::capture::sample_spanlets::{full_spanlet, minimal_spanlet};
 
     fn round_trip(s: &Spanlet) -> Spanlet {
         let mut buf = Vec::new();

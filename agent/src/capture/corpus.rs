@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::format::record_type;
 use super::testutil::{
     finish_with_spanlets, raw_record, record_offsets, sample_meta, sample_process, sample_thread,
 };

@@ -11,8 +11,12 @@ use std::{
 use serde::de::DeserializeOwned;
 
 use super::{
-    CaptureError, FORMAT_VERSION, Integrity, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION,
-    RECORD_HEADER_LEN, codec, record_crc, record_type, window::Window,
+    CaptureError, Integrity, codec,
+    format::{
+        FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, RECORD_HEADER_LEN,
+        record_crc, record_type,
+    },
+    window::Window,
 };
 use crate::model::{
     CaptureEnd, CaptureMeta, CaptureStats, Names, ProcessInfo, Spanlet, SpanletKind, ThreadInfo,

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::format::{RECORD_HEADER_LEN, record_type};
 use super::testutil::*;
 use super::*;
 use crate::model::{CaptureStats, ProcessInfo};

@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use crate::model::{
-    CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, SpanContext, Spanlet, SpanletKind,
-    ThreadInfo, WaitOutcome,
-};
+pub(crate) use super::sample_spanlets::{full_spanlet, minimal_spanlet};
+use crate::model::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, ThreadInfo};
 
 pub(crate) fn sample_meta() -> CaptureMeta {
     CaptureMeta {
@@ -19,47 +17,6 @@ pub(crate) fn sample_meta() -> CaptureMeta {
         min_wait_ns: 10_000,
         spanlet_fields: super::spanlet_field_names(),
     }
-}
-
-/// Every optional field set, every integer at an unusual value.
-pub(crate) fn full_spanlet() -> Spanlet {
-    Spanlet {
-        kind: SpanletKind::MutexWait,
-        pid: 100,
-        tid: u32::MAX,
-        comm: "worker-é\"\n".into(),
-        addr: 0x7fff_dead_beef_0010,
-        start_unix_nano: u64::MAX,
-        wait_ns: 1_234_567,
-        woken_after_ns: Some(1_000_000),
-        outcome: WaitOutcome::Woken,
-        holder_tid: Some(101),
-        waker_pid: Some(100),
-        waker_tid: Some(102),
-        waker_comm: Some("waker".into()),
-        syscall: 202,
-        op: 0x80,
-        arg: 2,
-        flags: 0xffff_ffff,
-        context: Some(SpanContext {
-            trace_id: [
-                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
-                0x47, 0x36,
-            ],
-            span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
-        }),
-        holder_context: Some(SpanContext {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-        }),
-        waker_context: None,
-        socket: None,
-    }
-}
-
-/// Every optional field absent, integers zero.
-pub(crate) fn minimal_spanlet() -> Spanlet {
-    Spanlet::new(SpanletKind::FutexWait, 0, 0)
 }
 
 pub(crate) fn sample_process() -> ProcessInfo {
@@ -112,7 +69,7 @@ pub(crate) fn sample_end() -> CaptureEnd {
 pub(crate) fn raw_record(ty: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&super::record_crc(ty, payload).to_le_bytes());
+    out.extend_from_slice(&super::format::record_crc(ty, payload).to_le_bytes());
     out.push(ty);
     out.extend_from_slice(payload);
     out
@@ -140,10 +97,10 @@ pub(crate) fn finish_with_spanlets(mut w: super::CaptureWriter, path: &Path, n: 
 pub(crate) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut at = 12;
-    while at + super::RECORD_HEADER_LEN <= bytes.len() {
+    while at + super::format::RECORD_HEADER_LEN <= bytes.len() {
         out.push(at);
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += super::RECORD_HEADER_LEN + len;
+        at += super::format::RECORD_HEADER_LEN + len;
     }
     out
 }

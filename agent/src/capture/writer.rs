@@ -9,8 +9,8 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    CaptureError, FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, PrivateFile, RECORD_HEADER_LEN, codec,
-    record_crc, record_type,
+    CaptureError, PrivateFile, codec,
+    format::{FORMAT_VERSION, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, record_crc, record_type},
 };
 use crate::model::{CaptureEnd, CaptureMeta, CaptureStats, ProcessInfo, Spanlet, ThreadInfo};
 

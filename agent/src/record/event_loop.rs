@@ -9,10 +9,14 @@ use std::{
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{
-    ExecSeen, LiveSummary, LoopFigures, RecordError, Recording, STATS_EVERY,
+    ExecSeen, LiveSummary, LoopFigures, RecordError,
     launch::{child_exit, exit_code_text},
+    recording::Recording,
 };
 use crate::{host::procfs, kernel::decode::RawEvent};
+
+/// How often counters are re-read and written to the capture.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why the loop ended, and the launched command's status if it exited.
 pub(super) type Ended = (String, Option<ExitStatus>);

@@ -2,11 +2,14 @@
 //! (either or both), each told every process, thread and spanlet.
 use std::collections::BTreeMap;
 
-use super::{LiveConsumer, LiveItem, QUEUE_EVENTS};
+use super::{LiveConsumer, LiveItem};
 use crate::{
     capture::{CaptureError, CaptureWriter},
     model::{CaptureEnd, CaptureStats, ProcessInfo, Spanlet, ThreadInfo},
 };
+
+/// Queue between the RingBuf drain and the capture writer, in events.
+pub(super) const QUEUE_EVENTS: usize = 1 << 18;
 
 pub(super) struct Sink {
     pub(super) writer: Option<CaptureWriter>,

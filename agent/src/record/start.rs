@@ -7,10 +7,11 @@ use aya::maps::{MapData, RingBuf};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    LiveConsumer, QUEUE_EVENTS, RecordError, RecordHooks, RecordOptions, Recorder, Recording,
+    LiveConsumer, RecordError, RecordHooks, RecordOptions, Recorder,
     launch::{Launched, launch},
+    recording::Recording,
     seen::Seen,
-    sink::Sink,
+    sink::{QUEUE_EVENTS, Sink},
 };
 use crate::{
     capture::{CaptureWriter, FORMAT_VERSION, spanlet_field_names},

@@ -1,9 +1,12 @@
 //! Stopping a recording: detach, drain what the kernel wrote, report the
 //! waits still open, and close the capture and the live consumer.
-use std::{process::ExitStatus, sync::atomic::Ordering};
+use std::{process::ExitStatus, sync::atomic::Ordering, time::Duration};
 
-use super::{EXPORT_FLUSH, RecordError, RecordSummary, Recording};
+use super::{RecordError, RecordSummary, recording::Recording};
 use crate::{kernel::clock::EpochClock, model::CaptureEnd};
+
+/// How long the end of a run may spend sending what is still queued.
+const EXPORT_FLUSH: Duration = Duration::from_secs(5);
 
 impl Recording {
     pub(super) async fn stop(
