@@ -28,7 +28,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
             "writing to standard output".to_owned()
         })?,
     };
-    super::warn_of_damage(&args.file, &reader);
+    super::damage::warn_of_damage(&args.file, &reader);
     tracing::debug!(written, "exported");
     Ok(ExitCode::SUCCESS)
 }

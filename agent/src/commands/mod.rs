@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed arguments into calls on the
 //! library and an exit code.
+mod damage;
 mod export;
 mod record;
 mod replay;
@@ -26,19 +27,5 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Replay(args) => replay::run(&args),
-    }
-}
-
-/// Tells on stderr what a streaming read found wrong with a capture.
-fn warn_of_damage<R: std::io::Read>(
-    file: &std::path::Path,
-    reader: &spanlet::capture::CaptureReader<R>,
-) {
-    let tail = reader.damaged_tail().map(|t| t.bytes);
-    for warning in reader.integrity().warnings(tail) {
-        eprintln!(
-            "spanlet: warning: {}: {warning}",
-            spanlet::output::term_escape::Escaped(&file.display().to_string())
-        );
     }
 }
