@@ -85,7 +85,7 @@ pub struct RecordArgs {
     pub ringbuf_size: u32,
     /// OpenTelemetry eBPF Instrumentation's pinned trace-context map, read
     /// (when it is there) for threads without OTEP 4947 thread context.
-    #[arg(long, value_name = "PATH", default_value = crate::kernel::loader::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
+    #[arg(long, value_name = "PATH", default_value = crate::kernel::features::OBI_CTX_MAP, env = "SPANLET_OBI_CTX_MAP")]
     pub obi_ctx_map: PathBuf,
     /// Also export the spanlets live over OTLP (see the --otlp-* flags and
     /// the OTEL_EXPORTER_OTLP_* variables).

@@ -24,3 +24,6 @@ pub struct Features {
     /// as they start (a node agent).
     pub report_all_execs: bool,
 }
+
+/// OBI's default pin path for its trace-context map.
+pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";

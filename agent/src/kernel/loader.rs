@@ -1,8 +1,8 @@
 //! Loads the embedded programs with this kernel's offsets, attaches them and
 //! hands out the maps the agent uses.
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
-use agent_ebpf::{FileKey, PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps};
+use agent_ebpf::{PID_HINT_SLOTS, PID_REASON_USER, PidEntry, WaitState, globals, maps};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
@@ -11,11 +11,12 @@ use aya::{
 use crate::{
     kernel::btf::{BtfError, KernelBtf},
     kernel::caps::{self, CapsError},
+    kernel::ctx_slots::CtxSlots,
     kernel::ebpf_object::EBPF_OBJECT,
     kernel::features::Features,
     kernel::kernel_config,
     kernel::probes::{self, AttachError, AttachPlan},
-    kernel::thread_ctx::{LibraryCtx, TlsSlot},
+    kernel::thread_ctx::TlsSlot,
     model::KernelCounters,
 };
 
@@ -26,16 +27,6 @@ pub struct LoadOptions {
     /// Leave out opt-in probes the kernel refuses instead of failing.
     pub tolerate_optional_probes: bool,
 }
-
-/// How soon processes without a thread-context slot are looked at again;
-/// the interval doubles up to [`CTX_RETRY_MAX`].
-const CTX_RETRY: Duration = Duration::from_secs(2);
-const CTX_RETRY_MAX: Duration = Duration::from_secs(60);
-/// Files remembered as defining no thread-context variable.
-const MAX_FILES_WITHOUT_CTX: usize = 16_384;
-
-/// OBI's default pin path for its trace-context map.
-pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";
 
 /// Whether the map pinned at `path` is one the programs can read as OBI's
 /// `traces_ctx_v1` (a hash keyed by pid_tgid, values starting with a trace
@@ -114,18 +105,8 @@ pub struct Tracer {
     /// Task-local storage of open waits, read by thread pidfd.
     wait_state: MapData,
     pid_hints: Array<MapData, u64>,
-    /// tgid -> OTEP 4947 thread-context slot offset from fsbase.
-    thread_ctx: HashMap<MapData, u32, i64>,
-    /// Executable (inode, device) -> slot offset, applied at exec.
-    thread_ctx_by_file: HashMap<MapData, FileKey, i64>,
-    /// Set to 1 with the first slot (see the ABI).
-    thread_ctx_any: Array<MapData, u32>,
-    /// Traced processes without a slot yet: when they were last looked at,
-    /// and how long until the next look (doubling, see [`CTX_RETRY`]).
-    ctx_missing: std::collections::HashMap<u32, (std::time::Instant, Duration)>,
-    /// Executables and libraries already read that do not define the
-    /// variable: the periodic look does not read them again.
-    files_without_ctx: std::collections::HashSet<FileKey>,
+    /// Where traced processes keep their OTEP 4947 thread context.
+    ctx_slots: CtxSlots,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
     /// Optional probes left out because the kernel refused them.
@@ -213,11 +194,7 @@ impl Tracer {
             pids: pid_map,
             wait_state,
             pid_hints,
-            thread_ctx,
-            thread_ctx_by_file,
-            thread_ctx_any,
-            ctx_missing: std::collections::HashMap::new(),
-            files_without_ctx: std::collections::HashSet::new(),
+            ctx_slots: CtxSlots::new(thread_ctx, thread_ctx_by_file, thread_ctx_any),
             counters,
             events: Some(events),
             attach_failures: 0,
@@ -280,146 +257,21 @@ impl Tracer {
             .collect()
     }
 
-    /// Finds where `pid` publishes OTEP 4947 thread context (its executable's
-    /// `otel_thread_ctx_v1`) and tells the kernel side, which then reads
-    /// each waiter's and waker's context as the wait happens. Called for
-    /// every traced process at start and again after it calls exec. A
-    /// process that publishes none, or is gone, simply has no context.
+    /// Finds where `pid` publishes OTEP 4947 thread context and tells the
+    /// kernel side (see [`CtxSlots::track`]).
     pub fn track_thread_ctx(&mut self, pid: u32) -> Option<TlsSlot> {
-        let exe = self.know_program(Path::new(&format!("/proc/{pid}/exe")));
-        let Some(slot) = exe.or_else(|| self.library_slot(pid)) else {
-            // Perhaps a library that publishes it is not loaded yet, or not
-            // used yet: look again from time to time while it runs, less
-            // and less often (a node agent may trace every process).
-            let next = self
-                .ctx_missing
-                .get(&pid)
-                .map_or(CTX_RETRY, |&(_, after)| (after * 2).min(CTX_RETRY_MAX));
-            self.ctx_missing
-                .insert(pid, (std::time::Instant::now(), next));
-            return None;
-        };
-        self.ctx_missing.remove(&pid);
-        let inserted = self
-            .thread_ctx
-            .insert(pid, slot.tp_offset, 0)
-            .and_then(|()| self.thread_ctx_any.set(0, 1, 0));
-        match inserted {
-            Ok(()) => {
-                tracing::debug!(pid, tp_offset = slot.tp_offset, "thread context found");
-                Some(slot)
-            }
-            Err(err) => {
-                tracing::warn!(pid, %err, "cannot record the thread-context slot");
-                None
-            }
-        }
+        self.ctx_slots.track(pid)
     }
 
-    /// Looks again, every [`CTX_RETRY`] at most, in the traced processes
-    /// where no thread-context slot was found (libraries load late).
+    /// Looks again where no thread-context slot was found yet.
     pub fn retry_thread_ctx(&mut self) {
-        let due: Vec<u32> = self
-            .ctx_missing
-            .iter()
-            .filter(|(_, (at, after))| at.elapsed() >= *after)
-            .map(|(&pid, _)| pid)
-            .collect();
-        for pid in due {
-            if crate::host::procfs::is_running(pid) {
-                self.track_thread_ctx(pid);
-            } else {
-                self.ctx_missing.remove(&pid);
-            }
-        }
+        self.ctx_slots.retry();
     }
 
-    /// Remembers a file that defines no thread-context variable. The set
-    /// is bounded: a node agent sees new files for months (every new image
-    /// brings some); when full it starts over, costing one more read each.
-    fn note_without_ctx(&mut self, key: Option<FileKey>) {
-        if self.files_without_ctx.len() >= MAX_FILES_WITHOUT_CTX {
-            self.files_without_ctx.clear();
-        }
-        self.files_without_ctx.extend(key);
-    }
-
-    /// The slot in one of the shared libraries `pid` has mapped, if any.
-    /// Libraries already seen not to define the variable are not read again.
-    fn library_slot(&mut self, pid: u32) -> Option<TlsSlot> {
-        for m in crate::host::procfs::file_mappings(pid) {
-            // map_files opens the very file mapped, whatever mount namespace
-            // or later rename, but needs CAP_CHECKPOINT_RESTORE (or
-            // CAP_SYS_ADMIN), which a node agent drops or never has; the
-            // path through the process's root needs only what it keeps.
-            let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-            let path = match crate::kernel::thread_ctx::key_of(Path::new(&map_file)) {
-                Ok(_) => map_file,
-                Err(_) => format!("/proc/{pid}/root{}", m.path),
-            };
-            let key = crate::kernel::thread_ctx::key_of(Path::new(&path)).ok();
-            if key.is_some_and(|k| self.files_without_ctx.contains(&k)) {
-                continue;
-            }
-            match crate::kernel::thread_ctx::find_in_library(pid, Path::new(&path), m.start) {
-                Ok(LibraryCtx::Slot(slot)) => {
-                    tracing::debug!(pid, library = %m.path, "thread context in a shared library");
-                    return Some(slot);
-                }
-                Ok(LibraryCtx::NotYet) => {}
-                Ok(LibraryCtx::NoVariable) => self.note_without_ctx(key),
-                Err(err) => {
-                    tracing::trace!(pid, library = %m.path, %err, "not a library to look in");
-                }
-            }
-        }
-        None
-    }
-
-    /// Looks for the thread-context slot in the program at `path` and, if
-    /// it has one, tells the kernel side, so that any traced process that
-    /// execs this file gets its slot at exec, before its first instruction
-    /// (a launched command is looked at before it is started).
+    /// Tells the kernel side the slot of the program at `path`, if it has
+    /// one (see [`CtxSlots::know_program`]).
     pub fn know_program(&mut self, path: &Path) -> Option<TlsSlot> {
-        let key = crate::kernel::thread_ctx::key_of(path);
-        if key
-            .as_ref()
-            .is_ok_and(|k| self.files_without_ctx.contains(k))
-        {
-            return None;
-        }
-        let slot = match crate::kernel::thread_ctx::find_in_file(path) {
-            Ok(Some(slot)) => slot,
-            Ok(None) => {
-                self.note_without_ctx(key.ok());
-                return None;
-            }
-            Err(err) => {
-                tracing::debug!(path = %path.display(), %err, "looking for thread context");
-                return None;
-            }
-        };
-        if !slot.exported {
-            tracing::info!(
-                path = %path.display(),
-                "{} is not in .dynsym as OTEP 4947 asks; found in .symtab",
-                crate::kernel::thread_ctx::SYMBOL
-            );
-        }
-        let known = match key {
-            Ok(key) => self.thread_ctx_by_file.insert(key, slot.tp_offset, 0),
-            Err(err) => {
-                tracing::debug!(path = %path.display(), %err, "stat");
-                Ok(())
-            }
-        };
-        match known.and_then(|()| self.thread_ctx_any.set(0, 1, 0)) {
-            Ok(()) => Some(slot),
-            Err(err) => {
-                tracing::warn!(path = %path.display(), %err, "cannot record a thread-context slot");
-                None
-            }
-        }
+        self.ctx_slots.know_program(path)
     }
 
     /// Optional probes the kernel refused (left out, see `LoadOptions`).
@@ -498,8 +350,7 @@ impl Tracer {
     /// turns to "look it up", as the kernel's own removals do.
     pub fn remove_pid(&mut self, pid: u32) {
         let _ = self.pids.remove(&pid);
-        let _ = self.thread_ctx.remove(&pid);
-        self.ctx_missing.remove(&pid);
+        self.ctx_slots.forget(pid);
         let _ = self.update_hint(pid, |slot| {
             if slot == 0 {
                 0

@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod caps;
 pub mod clock;
+pub mod ctx_slots;
 pub mod decode;
 pub mod ebpf_object;
 pub mod features;
