@@ -1,5 +1,12 @@
-//! A [`Snapshot`] in the Prometheus text exposition format, version 0.0.4.
-use std::fmt::{Display, Write as _};
+//! A [`Snapshot`] in the Prometheus text exposition format, version 0.0.4,
+//! written by the Prometheus project's own client library
+//! (`prometheus-client`): [`METRICS`] is walked as one collector.
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, prometheus_text},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
 
 use super::{
     Snapshot,
@@ -7,112 +14,70 @@ use super::{
 };
 
 /// The `Content-Type` of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-#[derive(Clone, Copy)]
-enum Type {
-    Counter,
-    Gauge,
+/// One snapshot, as a collector the registry asks for its metrics.
+#[derive(Debug)]
+struct Metrics(Snapshot);
+
+/// The family name the library takes: it adds a counter's `_total` itself.
+fn family_name(name: &str, kind: MetricType) -> &str {
+    match kind {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    }
 }
 
-/// Text being built, one metric family at a time.
-struct Text(String);
-
-impl Text {
-    fn family(&mut self, name: &str, kind: Type, help: &str) {
-        let kind = match kind {
-            Type::Counter => "counter",
-            Type::Gauge => "gauge",
-        };
-        // Writing to a String cannot fail.
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
+impl Collector for Metrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for m in METRICS {
+            let values = (m.values)(&self.0);
+            let kind = match values {
+                Values::Count(_) | Values::PerLabel { .. } => MetricType::Counter,
+                Values::Gauge(_) => MetricType::Gauge,
+                Values::Absent => continue,
+            };
+            let mut family =
+                enc.encode_descriptor(family_name(m.prometheus, kind), m.help, None, kind)?;
+            match values {
+                Values::Count(n) => ConstCounter::new(n).encode(family)?,
+                Values::PerLabel { label, counts, .. } => {
+                    for (value, n) in counts {
+                        ConstCounter::new(n).encode(family.encode_family(&[(label, value)])?)?;
+                    }
                 }
-                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
+                Values::Gauge(Number::Int(n)) => ConstGauge::new(n).encode(family)?,
+                Values::Gauge(Number::Float(v)) => ConstGauge::new(v).encode(family)?,
+                Values::Absent => {}
             }
-            self.0.push('}');
         }
-        let _ = writeln!(self.0, " {value}");
-    }
-
-    /// A family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: Type, help: &str, value: impl Display) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
+        let mut build = enc.encode_descriptor(
+            "spanlet_build_info",
+            "The running spanlet's version; always 1.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64)
+            .encode(build.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        let start = enc.encode_descriptor(
+            "spanlet_start_time_seconds",
+            "When the agent started, in seconds since the Unix epoch.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.start_unix_nano as f64 / 1e9).encode(start)
     }
 }
 
 /// The snapshot as Prometheus text: every metric of [`METRICS`], then the
 /// build and start time.
 pub fn render(s: &Snapshot) -> String {
-    use Type::{Counter, Gauge};
-    let mut t = Text(String::with_capacity(4096));
-    for m in METRICS {
-        match (m.values)(s) {
-            Values::Count(n) => t.single(m.prometheus, Counter, m.help, n),
-            Values::PerLabel { label, counts, .. } => {
-                t.family(m.prometheus, Counter, m.help);
-                for (value, n) in counts {
-                    t.sample(m.prometheus, &[(label, value)], n);
-                }
-            }
-            Values::Gauge(Number::Int(n)) => t.single(m.prometheus, Gauge, m.help, n),
-            Values::Gauge(Number::Float(v)) => t.single(m.prometheus, Gauge, m.help, Float(v)),
-            Values::Absent => {}
-        }
-    }
-    t.family(
-        "spanlet_build_info",
-        Gauge,
-        "The running spanlet's version; always 1.",
-    );
-    t.sample(
-        "spanlet_build_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1,
-    );
-    t.single(
-        "spanlet_start_time_seconds",
-        Gauge,
-        "When the agent started, in seconds since the Unix epoch.",
-        Float(s.start_unix_nano as f64 / 1e9),
-    );
-    t.0
-}
-
-/// A float as the format spells it (`+Inf`, `-Inf`, `NaN`).
-struct Float(f64);
-
-impl Display for Float {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            v if v.is_nan() => f.write_str("NaN"),
-            v if v == f64::INFINITY => f.write_str("+Inf"),
-            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
-            v => write!(f, "{v}"),
-        }
-    }
-}
-
-/// HELP text: backslash and line feed are escaped.
-fn escape_help(s: &str) -> String {
-    s.replace('\\', r"\\").replace('\n', r"\n")
-}
-
-/// Label values: backslash, double quote and line feed are escaped.
-fn escape_label(s: &str) -> String {
-    s.replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Metrics(s.clone())));
+    let mut text = String::with_capacity(4096);
+    // Writing to a String cannot fail, and the collector writes only that.
+    let _ = prometheus_text::encode(&mut text, &registry);
+    text
 }
 
 #[cfg(test)]
@@ -241,14 +206,5 @@ mod tests {
             text.lines()
                 .all(|l| l.starts_with('#') || l.starts_with("spanlet_"))
         );
-    }
-
-    #[test]
-    fn floats_use_the_format_s_spellings() {
-        assert_eq!(Float(f64::INFINITY).to_string(), "+Inf");
-        assert_eq!(Float(f64::NEG_INFINITY).to_string(), "-Inf");
-        assert_eq!(Float(f64::NAN).to_string(), "NaN");
-        assert_eq!(Float(0.5).to_string(), "0.5");
-        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
     }
 }
