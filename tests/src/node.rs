@@ -134,11 +134,20 @@ pub fn start_agent(args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
     start_agent_with(Command::new(spanlet_bin()), args, rotel, port)
 }
 
-/// The same, from `command` (spanlet, or something that execs it).
+/// The same, from `command` (spanlet, or something that execs it, with
+/// any environment of its own).
 pub fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port: u16) -> Reaped {
     command.arg("run").args(args);
     if !args.contains(&"--min-wait") {
         command.args(["--min-wait", "1ms"]);
+    }
+    // Outside a cluster, whatever machine the tests run on, unless the
+    // caller gave the agent a cluster of its own.
+    if !command
+        .get_envs()
+        .any(|(key, _)| key == "KUBERNETES_SERVICE_HOST")
+    {
+        command.env_remove("KUBERNETES_SERVICE_HOST");
     }
     let mut agent = Reaped(
         command
@@ -147,8 +156,6 @@ pub fn start_agent_with(mut command: Command, args: &[&str], rotel: &Rotel, port
             .arg(rotel.grpc_url())
             .arg("--metrics-address")
             .arg(format!("127.0.0.1:{port}"))
-            // Outside a cluster, whatever machine the tests run on.
-            .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

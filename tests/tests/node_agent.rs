@@ -19,7 +19,7 @@ use spanlet_tests::{
     kernel_ready, kernel_test_lock,
     node::{
         CONTAINER_ID, TestCgroup, http_get, in_cgroup, metric, only_child, start_agent,
-        start_agent_with, stop_agent, thread_caps, wait_for_metric, wait_ready,
+        start_agent_with, stop_agent, thread_caps, wait_for_metric,
     },
     spanlet_bin,
 };
@@ -439,28 +439,14 @@ fn run_selects_pods_by_namespace_and_label_and_names_them() {
     let checkout = TestCgroup::for_container("checkout", checkout_id);
     let cart = TestCgroup::for_container("cart", cart_id);
     let port = free_port();
-    let mut agent = Reaped(
-        Command::new(spanlet_bin())
-            .args([
-                "run",
-                "--k8s-namespace",
-                "shop",
-                "--k8s-pod-label",
-                "app=checkout",
-            ])
-            .args(["--min-wait", "1ms", "--otlp-protocol", "grpc"])
-            .arg("--otlp-endpoint")
-            .arg(rotel.grpc_url())
-            .arg("--metrics-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .envs(api.env("node-1"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spanlet run starts"),
+    let mut in_cluster = Command::new(spanlet_bin());
+    in_cluster.envs(api.env("node-1"));
+    let agent = start_agent_with(
+        in_cluster,
+        &["--k8s-namespace", "shop", "--k8s-pod-label", "app=checkout"],
+        &rotel,
+        port,
     );
-    wait_ready(port, &mut agent.0);
     // Ready means this node's pods are listed: two of the three.
     let text = http_get(port, "/metrics").expect("metrics").1;
     assert_eq!(metric(&text, "spanlet_k8s_pods"), Some(2.0), "{text}");
