@@ -25,5 +25,13 @@ pub struct Features {
     pub report_all_execs: bool,
 }
 
+impl Features {
+    /// `min_wait` in nanoseconds, as the programs and the capture hold it
+    /// (saturating: no wait is that long).
+    pub fn min_wait_ns(&self) -> u64 {
+        u64::try_from(self.min_wait.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
 /// OBI's default pin path for its trace-context map.
 pub const OBI_CTX_MAP: &str = "/sys/fs/bpf/otel/traces_ctx_v1";

@@ -10,7 +10,6 @@ use crate::{
 /// Builds the programs' configuration for this kernel.
 pub fn build(btf: &KernelBtf, features: &Features) -> Result<Config, BtfError> {
     let Features {
-        min_wait,
         trace_all,
         follow_forks,
         report_all_execs,
@@ -20,7 +19,7 @@ pub fn build(btf: &KernelBtf, features: &Features) -> Result<Config, BtfError> {
     let regs = |name: &str| btf.member_offset("pt_regs", name);
     let sock = |name: &str| btf.member_offset("sock", &format!("__sk_common.{name}"));
     Ok(Config {
-        min_wait_ns: u64::try_from(min_wait.as_nanos()).unwrap_or(u64::MAX),
+        min_wait_ns: features.min_wait_ns(),
         task_pid_off: btf.member_offset("task_struct", "pid")?,
         task_tgid_off: btf.member_offset("task_struct", "tgid")?,
         task_flags_off: btf.member_offset("task_struct", "flags")?,

@@ -47,7 +47,7 @@ impl Recording {
             start_unix_nano: EpochClock::unix_now(),
             command: launched.is_some().then(|| opts.command.clone()),
             pids: pids.clone(),
-            min_wait_ns: u64::try_from(opts.features.min_wait.as_nanos()).unwrap_or(u64::MAX),
+            min_wait_ns: opts.features.min_wait_ns(),
             spanlet_fields: spanlet_field_names(),
         };
         let writer = output
