@@ -15,10 +15,9 @@ use std::{
 
 use spanlet::{
     node::observe::{
-        DROP_CAUSES, Snapshot, State, agent_resource, export_periodically, metrics_request,
-        otlp::now_unix_nano,
+        DROP_CAUSES, MetricsExport, Snapshot, State, export_periodically, otlp::now_unix_nano,
     },
-    output::otlp::{Overrides, Protocol, ResourceSettings, Sender, Settings},
+    output::otlp::{Overrides, Protocol, ResourceSettings, Settings},
 };
 use spanlet_tests::collector::{Point, Received, Rotel};
 use tokio::sync::watch;
@@ -39,7 +38,8 @@ fn snapshot(waits_seen: u64) -> Snapshot {
     s
 }
 
-fn sender(protocol: Protocol, url: String) -> Sender {
+/// The agent's metrics and their exporter, as `spanlet run` makes them.
+fn sender(protocol: Protocol, url: String) -> MetricsExport {
     let overrides = Overrides {
         endpoint: Some(url),
         protocol: Some(protocol),
@@ -48,7 +48,7 @@ fn sender(protocol: Protocol, url: String) -> Sender {
     };
     let settings =
         Settings::resolve(&Default::default(), &overrides).expect("settings from flags alone");
-    Sender::new(settings).expect("a sender")
+    MetricsExport::new(&settings, &node()).expect("a metrics exporter")
 }
 
 /// What the agent's resource is built from, as a node agent would have it.
@@ -167,9 +167,8 @@ fn a_snapshot_reaches_the_collector_over_grpc_and_http() {
     ] {
         // Only what this protocol delivered is checked.
         let before = Received::parse(&rotel.output());
-        let request = metrics_request(&snapshot(seen), agent_resource(&node()), now_unix_nano());
         // A gRPC sender starts its connection task on the runtime.
-        rt.block_on(async { sender(protocol, url).send_metrics(&request).await })
+        rt.block_on(async { sender(protocol, url).export(snapshot(seen)).await })
             .unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
         let mut got = rotel.received_until(&format!("the {protocol:?} request"), |g| {
             waits_seen(g).contains(&(seen as f64))
@@ -193,7 +192,7 @@ fn exporter(
     let task = std::thread::spawn(move || {
         runtime().block_on(async {
             let sender = sender(protocol, url);
-            export_periodically(sender, state, agent_resource(&node()), interval, stopped).await;
+            export_periodically(sender, state, interval, stopped).await;
         });
     });
     (stop, task)

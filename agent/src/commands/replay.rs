@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use spanlet::{
     capture::{Capture, CaptureReader},
     cli::ReplayArgs,
-    output::otlp::{self, ResourceSettings, RetryPolicy, Sender, Settings},
+    output::otlp::{self, ResourceSettings, Sender, Settings},
 };
 
 /// Reads the capture twice, so memory stays bounded whatever its size:
@@ -27,14 +27,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let endpoint = settings.logs_endpoint.clone();
     let delivered = runtime.block_on(async {
-        let mut sender = Sender::new(settings)?;
+        let mut sender = Sender::new(settings, otlp::replay_retry())?;
         otlp::replay(
             &mut spanlets,
             &names,
             &mut sender,
             &resource,
             args.batch as usize,
-            RetryPolicy::default(),
         )
         .await
         .map_err(anyhow::Error::from)

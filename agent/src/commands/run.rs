@@ -7,9 +7,9 @@ use spanlet::{
     node::Node,
     node::config::RunSettings,
     node::k8s,
-    node::observe::{self, State},
+    node::observe::{self, MetricsExport, State},
     node::targets::Selection,
-    output::otlp::{K8sResource, Sender, live::LiveOtlp},
+    output::otlp::{K8sResource, live::LiveOtlp},
     record::{RecordOptions, RecordSummary, Recorder},
 };
 use tokio::sync::watch;
@@ -59,9 +59,8 @@ pub fn run(args: Box<RunArgs>) -> anyhow::Result<ExitCode> {
         // OTEL_METRICS_EXPORTER=none turns the OTLP metrics off.
         let metrics = match otlp.settings.metrics.enabled {
             true => Some(tokio::spawn(observe::export_periodically(
-                Sender::new(otlp.settings.clone())?,
+                MetricsExport::new(&otlp.settings, &otlp.resource)?,
                 state.clone(),
-                observe::agent_resource(&otlp.resource),
                 otlp.settings.metrics.interval,
                 stop_rx,
             ))),

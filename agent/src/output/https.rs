@@ -1,5 +1,6 @@
 //! The HTTPS client both of the agent's HTTP clients use: the OTLP
-//! exporter (HTTP/protobuf) and the node agent's Kubernetes API client.
+//! exporter (HTTP/protobuf, its connector) and the node agent's Kubernetes
+//! API client.
 //! One place builds the rustls configuration (roots, CA file, client
 //! certificate), the connector with its connect timeout, and maps a
 //! request's deadline and failure.
@@ -85,15 +86,24 @@ where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
+    Client::builder(TokioExecutor::new()).build(connector(tls, connect_timeout, allow_http))
+}
+
+/// The connector of [`client`], for clients built elsewhere (the OTLP
+/// exporter's).
+pub fn connector(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    allow_http: bool,
+) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.enforce_http(false);
     let builder = HttpsConnectorBuilder::new().with_tls_config(tls);
-    let connector = match allow_http {
+    match allow_http {
         true => builder.https_or_http().enable_http1().wrap_connector(http),
         false => builder.https_only().enable_http1().wrap_connector(http),
-    };
-    Client::builder(TokioExecutor::new()).build(connector)
+    }
 }
 
 /// Why a request got no response head.

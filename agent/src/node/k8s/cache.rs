@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::pod::PodMeta;
 use crate::{
     host::cgroup_ids::{container_id_from_cgroup, normalize_pod_uid, pod_uid_from_cgroup},
-    output::otlp::mapping::{PodLookup, PodNames},
+    output::otlp::resource::{PodLookup, PodNames},
 };
 
 /// This node's pods, indexed by uid and container id. Cheap to clone: the

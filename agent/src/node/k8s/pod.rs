@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, de};
 
-use crate::{host::cgroup_ids::normalize_pod_uid, output::otlp::mapping::PodNames};
+use crate::{host::cgroup_ids::normalize_pod_uid, output::otlp::resource::PodNames};
 
 /// What the agent knows of a pod on its node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

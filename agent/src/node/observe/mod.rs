@@ -12,6 +12,6 @@ pub mod server;
 pub mod snapshot;
 pub mod table;
 
-pub use otlp::{agent_resource, export_periodically, metrics_request};
+pub use otlp::{AgentMetrics, MetricsExport, agent_resource, export_periodically};
 pub use server::{State, serve};
 pub use snapshot::{DROP_CAUSES, Snapshot};

@@ -1,40 +1,42 @@
-//! The agent's own figures as OTLP metrics: the same counters as the
-//! Prometheus endpoint, named the OpenTelemetry way, sent periodically to
-//! the collector that receives the spanlets.
+//! The agent's own figures as OTLP metrics: the same table as the
+//! Prometheus endpoint, held by the OpenTelemetry SDK's meter provider (one
+//! observable instrument per metric) and sent by opentelemetry-otlp's
+//! metric exporter to the collector that receives the spanlets.
+//!
+//! The reader is the SDK's manual reader, collected by spanlet's own
+//! periodic task rather than the SDK's `PeriodicReader`: that one runs on
+//! a thread of its own without the tokio runtime the gRPC and hyper clients
+//! need (it panics there), and it only logs a failed export, which spanlet
+//! counts in `spanlet.metrics.export.errors`.
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use opentelemetry_proto::tonic::{
-    collector::metrics::v1::ExportMetricsServiceRequest,
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
-    metrics::v1::{
-        AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-        metric::Data, number_data_point,
+use opentelemetry::{KeyValue, metrics::MeterProvider as _};
+use opentelemetry_otlp::MetricExporter;
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    metrics::{
+        InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
+        data::ResourceMetrics, exporter::PushMetricExporter as _, reader::MetricReader,
     },
-    resource::v1::Resource,
 };
 use tokio::sync::watch;
 
 use super::{
     Snapshot, State,
-    table::{METRICS, Number, Values},
+    table::{METRICS, Metric, Number, Values},
 };
-use crate::output::otlp::{ResourceSettings, Sender, mapping::SCOPE};
+use crate::output::otlp::{
+    ResourceSettings, SendError, Settings,
+    exporters::{Built, metric_exporter, retry_policy},
+    mapping::scope,
+};
 
 /// How often at most a failing export is logged.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(300);
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// The resource of the agent itself (not of the processes it traces):
 /// `OTEL_RESOURCE_ATTRIBUTES`, `service.name` from `OTEL_SERVICE_NAME`
@@ -44,142 +46,146 @@ pub fn agent_resource(settings: &ResourceSettings) -> Resource {
         .attributes
         .iter()
         .filter(|(k, _)| k != "service.name" || settings.service_name.is_none())
-        .map(|(k, v)| string(k, v))
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
-    let has = |attrs: &[KeyValue], key: &str| attrs.iter().any(|a| a.key == key);
+    let has = |attrs: &[KeyValue], key: &str| attrs.iter().any(|a| a.key.as_str() == key);
     if let Some(name) = &settings.service_name {
-        attributes.push(string("service.name", name));
+        attributes.push(KeyValue::new("service.name", name.clone()));
     } else if !has(&attributes, "service.name") {
-        attributes.push(string("service.name", "spanlet"));
+        attributes.push(KeyValue::new("service.name", "spanlet"));
     }
     if !has(&attributes, "service.version") {
-        attributes.push(string("service.version", env!("CARGO_PKG_VERSION")));
+        attributes.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     }
     if !has(&attributes, "host.name") && !settings.host_name.is_empty() {
-        attributes.push(string("host.name", &settings.host_name));
+        attributes.push(KeyValue::new("host.name", settings.host_name.clone()));
     }
-    Resource {
-        attributes,
-        ..Default::default()
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .build()
+}
+
+/// The SDK's manual reader, shared between the meter provider (which owns
+/// its readers) and the task that collects it.
+#[derive(Clone, Debug)]
+struct SharedReader(Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
     }
 }
 
-/// Builds metrics for one snapshot; `now_unix_nano` is their time.
-struct Builder {
-    start: u64,
-    now: u64,
-    metrics: Vec<Metric>,
+/// The agent's metrics in the SDK: one observable instrument per entry of
+/// [`METRICS`], each reading the snapshot of the collection in progress.
+pub struct AgentMetrics {
+    /// Kept for its instruments' callbacks.
+    _provider: SdkMeterProvider,
+    reader: SharedReader,
+    current: Arc<Mutex<Snapshot>>,
 }
 
-fn point(attributes: Vec<KeyValue>, start: u64, now: u64, value: u64) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes,
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        value: Some(Number::Int(value).into()),
-        ..Default::default()
-    }
-}
-
-impl Builder {
-    fn metric(&mut self, name: &str, unit: &str, description: &str, data: Data) {
-        self.metrics.push(Metric {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            unit: unit.to_owned(),
-            data: Some(data),
-            ..Default::default()
-        });
-    }
-
-    /// A monotonic cumulative sum, one point per (attributes, value).
-    fn counter(
-        &mut self,
-        name: &str,
-        unit: &str,
-        description: &str,
-        points: impl IntoIterator<Item = (Vec<KeyValue>, u64)>,
-    ) {
-        let data_points = points
-            .into_iter()
-            .map(|(attrs, v)| point(attrs, self.start, self.now, v))
-            .collect();
-        let sum = Sum {
-            data_points,
-            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-            is_monotonic: true,
-        };
-        self.metric(name, unit, description, Data::Sum(sum));
-    }
-
-    fn single_counter(&mut self, name: &str, unit: &str, description: &str, value: u64) {
-        self.counter(name, unit, description, [(Vec::new(), value)]);
-    }
-
-    fn gauge(&mut self, name: &str, unit: &str, description: &str, value: Number) {
-        let data_points = vec![NumberDataPoint {
-            time_unix_nano: self.now,
-            value: Some(value.into()),
-            ..Default::default()
-        }];
-        self.metric(name, unit, description, Data::Gauge(Gauge { data_points }));
-    }
-}
-
-impl From<Number> for number_data_point::Value {
-    fn from(v: Number) -> Self {
-        match v {
-            // OTLP integers are signed; no real count comes near the limit.
-            Number::Int(i) => Self::AsInt(i64::try_from(i).unwrap_or(i64::MAX)),
-            Number::Float(d) => Self::AsDouble(d),
+impl AgentMetrics {
+    pub fn new(resource: Resource) -> Self {
+        let reader = SharedReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        ));
+        let provider = SdkMeterProvider::builder()
+            .with_reader(reader.clone())
+            .with_resource(resource)
+            .build();
+        let meter = provider.meter_with_scope(scope().clone());
+        let current = Arc::new(Mutex::new(Snapshot::default()));
+        for metric in METRICS {
+            instrument(&meter, metric, current.clone());
+        }
+        Self {
+            _provider: provider,
+            reader,
+            current,
         }
     }
+
+    /// What the SDK makes of `snapshot`: counters as monotonic cumulative
+    /// sums since the agent started, the rest as gauges.
+    pub fn collect(&self, snapshot: Snapshot) -> Result<ResourceMetrics, String> {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        let mut rm = ResourceMetrics::default();
+        self.reader.collect(&mut rm).map_err(|e| e.to_string())?;
+        Ok(rm)
+    }
 }
 
-/// The snapshot as one OTLP metrics request: every metric of
-/// [`METRICS`], counters as monotonic cumulative sums starting at the
-/// agent's start, the rest as gauges.
-pub fn metrics_request(
-    s: &Snapshot,
-    resource: Resource,
-    now_unix_nano: u64,
-) -> ExportMetricsServiceRequest {
-    let mut b = Builder {
-        start: s.start_unix_nano,
-        now: now_unix_nano,
-        metrics: Vec::new(),
-    };
-    for m in METRICS {
-        match (m.values)(s) {
-            Values::Count(n) => b.single_counter(m.otlp, m.unit, m.help, n),
-            Values::PerLabel {
-                attribute, counts, ..
-            } => b.counter(
-                m.otlp,
-                m.unit,
-                m.help,
-                counts
-                    .into_iter()
-                    .map(|(value, n)| (vec![string(attribute, value)], n)),
-            ),
-            Values::Gauge(n) => b.gauge(m.otlp, m.unit, m.help, n),
-            Values::Absent => {}
+/// Registers `metric` with `meter`; its type follows what the table gives.
+fn instrument(
+    meter: &opentelemetry::metrics::Meter,
+    metric: &'static Metric,
+    current: Arc<Mutex<Snapshot>>,
+) {
+    let values = move || (metric.values)(&current.lock().unwrap_or_else(PoisonError::into_inner));
+    // The table decides the type; a default snapshot shows which it is
+    // (an absent gauge is a count of things).
+    match (metric.values)(&Snapshot::default()) {
+        Values::Count(_) | Values::PerLabel { .. } => {
+            meter
+                .u64_observable_counter(metric.otlp)
+                .with_unit(metric.unit)
+                .with_description(metric.help)
+                .with_callback(move |o| match values() {
+                    Values::Count(n) => o.observe(n, &[]),
+                    Values::PerLabel {
+                        attribute, counts, ..
+                    } => {
+                        for (value, n) in counts {
+                            o.observe(n, &[KeyValue::new(attribute, value)]);
+                        }
+                    }
+                    Values::Gauge(_) | Values::Absent => {}
+                })
+                .build();
         }
-    }
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..Default::default()
-                }),
-                metrics: b.metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+        Values::Gauge(Number::Float(_)) => {
+            meter
+                .f64_observable_gauge(metric.otlp)
+                .with_unit(metric.unit)
+                .with_description(metric.help)
+                .with_callback(move |o| {
+                    if let Values::Gauge(Number::Float(v)) = values() {
+                        o.observe(v, &[]);
+                    }
+                })
+                .build();
+        }
+        Values::Gauge(Number::Int(_)) | Values::Absent => {
+            meter
+                .u64_observable_gauge(metric.otlp)
+                .with_unit(metric.unit)
+                .with_description(metric.help)
+                .with_callback(move |o| {
+                    if let Values::Gauge(Number::Int(v)) = values() {
+                        o.observe(v, &[]);
+                    }
+                })
+                .build();
+        }
     }
 }
 
@@ -190,20 +196,50 @@ pub fn now_unix_nano() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// The agent's metrics and the exporter that sends them.
+pub struct MetricsExport {
+    metrics: AgentMetrics,
+    exporter: Built<MetricExporter>,
+    /// `OTEL_METRIC_EXPORT_TIMEOUT`: how long one export may take.
+    timeout: Duration,
+}
+
+impl MetricsExport {
+    /// A failed export is not retried: the next one carries the same
+    /// cumulative counts.
+    pub fn new(settings: &Settings, resource: &ResourceSettings) -> Result<Self, SendError> {
+        let no_retry = retry_policy(1, Duration::ZERO, Duration::ZERO);
+        Ok(Self {
+            metrics: AgentMetrics::new(agent_resource(resource)),
+            exporter: metric_exporter(settings, no_retry)?,
+            timeout: settings.metrics.timeout,
+        })
+    }
+
+    /// Sends `snapshot`, within the export timeout.
+    pub async fn export(&self, snapshot: Snapshot) -> Result<(), String> {
+        let rm = self.metrics.collect(snapshot)?;
+        match tokio::time::timeout(self.timeout, self.exporter.exporter.export(&rm)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(match self.exporter.last_failure.take() {
+                Some(cause) => format!("{e} ({cause})"),
+                None => e.to_string(),
+            }),
+            Err(_) => Err(format!("export did not finish within {:?}", self.timeout)),
+        }
+    }
+}
+
 /// Sends `state`'s snapshot every `interval`, and once more when
-/// `shutdown` turns true (or its sender goes away). A failed export is not
-/// retried, the next one carries the same cumulative counts; it is counted
-/// in [`State::metrics_export_failures`] and logged, at most every few
-/// minutes while the failures go on. Each export is bounded by the
-/// sender's metric export timeout (`OTEL_METRIC_EXPORT_TIMEOUT`).
+/// `shutdown` turns true (or its sender goes away). A failed export is
+/// counted in [`State::metrics_export_failures`] and logged, at most every
+/// few minutes while the failures go on.
 pub async fn export_periodically(
-    mut sender: Sender,
+    export: MetricsExport,
     state: Arc<State>,
-    resource: Resource,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let timeout = sender.settings().metrics.timeout;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = FailureLog::default();
@@ -212,12 +248,7 @@ pub async fn export_periodically(
             _ = ticks.tick() => false,
             _ = shutdown.wait_for(|stop| *stop) => true,
         };
-        let request = metrics_request(&state.snapshot(), resource.clone(), now_unix_nano());
-        let outcome = match tokio::time::timeout(timeout, sender.send_metrics(&request)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("export did not finish within {timeout:?}")),
-        };
-        match outcome {
+        match export.export(state.snapshot()).await {
             Ok(()) => failures.recovered(),
             Err(err) => {
                 state.count_metrics_export_failure();
@@ -271,10 +302,22 @@ impl FailureLog {
 mod tests {
     use std::collections::BTreeMap;
 
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::{
+        collector::metrics::v1::ExportMetricsServiceRequest,
+        common::v1::{KeyValue, any_value::Value},
+        metrics::v1::{
+            AggregationTemporality, Metric, NumberDataPoint, metric::Data, number_data_point,
+        },
+    };
 
     use super::*;
-    use crate::output::otlp::{Overrides, Protocol, Settings};
+    use crate::output::otlp::{Overrides, Protocol};
+
+    /// What the exporter sends for `s`.
+    fn metrics_request(s: &Snapshot, resource: Resource) -> ExportMetricsServiceRequest {
+        let rm = AgentMetrics::new(resource).collect(s.clone()).unwrap();
+        ExportMetricsServiceRequest::from(&rm)
+    }
 
     fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
         attrs.iter().find(|a| a.key == key).and_then(|a| {
@@ -304,8 +347,7 @@ mod tests {
     fn counters_are_cumulative_sums_and_gauges_are_gauges() {
         let mut s = Snapshot::busy();
         s.k8s_pods = None;
-        let (start, now) = (s.start_unix_nano, s.start_unix_nano + 4_000);
-        let req = metrics_request(&s, Resource::default(), now);
+        let req = metrics_request(&s, Resource::builder_empty().build());
         let m = by_name(&req);
 
         let Some(Data::Sum(spanlets)) = &m["spanlet.spanlets"].data else {
@@ -323,9 +365,9 @@ mod tests {
             .find(|p| attr(&p.attributes, "spanlet.kind").as_deref() == Some("mutex_wait"))
             .expect("a mutex_wait point");
         assert_eq!(int(mutex), Some(12));
-        assert_eq!(
-            (mutex.start_time_unix_nano, mutex.time_unix_nano),
-            (start, now)
+        assert!(
+            0 < mutex.start_time_unix_nano && mutex.start_time_unix_nano <= mutex.time_unix_nano,
+            "{mutex:?}"
         );
 
         let Some(Data::Sum(dropped)) = &m["spanlet.dropped"].data else {
@@ -342,7 +384,6 @@ mod tests {
         };
         assert_eq!(m["spanlet.ringbuf.used"].unit, "By");
         assert_eq!(int(&used.data_points[0]), Some(1 << 18));
-        assert_eq!(used.data_points[0].time_unix_nano, now);
         let Some(Data::Gauge(ratio)) = &m["spanlet.ringbuf.fill_ratio"].data else {
             panic!("fill ratio is a gauge");
         };
@@ -379,7 +420,7 @@ mod tests {
         }
         assert!(!m.contains_key("spanlet.k8s.pods"), "outside a cluster");
         s.k8s_pods = Some(7);
-        let m = by_name(&metrics_request(&s, Resource::default(), now));
+        let m = by_name(&metrics_request(&s, Resource::builder_empty().build()));
         assert!(matches!(m["spanlet.k8s.pods"].data, Some(Data::Gauge(_))));
     }
 
@@ -390,35 +431,24 @@ mod tests {
             attributes: vec![("k8s.node.name".into(), "node-1".into())],
             ..Default::default()
         };
+        let get = |r: &Resource, key: &'static str| {
+            r.get(&opentelemetry::Key::from_static_str(key))
+                .map(|v| v.to_string())
+        };
         let r = agent_resource(&settings);
+        assert_eq!(get(&r, "service.name").as_deref(), Some("spanlet"));
         assert_eq!(
-            attr(&r.attributes, "service.name").as_deref(),
-            Some("spanlet")
-        );
-        assert_eq!(
-            attr(&r.attributes, "service.version").as_deref(),
+            get(&r, "service.version").as_deref(),
             Some(env!("CARGO_PKG_VERSION"))
         );
-        assert_eq!(attr(&r.attributes, "host.name").as_deref(), Some("node-1"));
-        assert_eq!(
-            attr(&r.attributes, "k8s.node.name").as_deref(),
-            Some("node-1")
-        );
+        assert_eq!(get(&r, "host.name").as_deref(), Some("node-1"));
+        assert_eq!(get(&r, "k8s.node.name").as_deref(), Some("node-1"));
         settings.service_name = Some("node-agent".into());
         settings
             .attributes
             .push(("service.name".into(), "ignored".into()));
         let r = agent_resource(&settings);
-        let names: Vec<_> = r
-            .attributes
-            .iter()
-            .filter(|a| a.key == "service.name")
-            .collect();
-        assert_eq!(names.len(), 1);
-        assert_eq!(
-            attr(&r.attributes, "service.name").as_deref(),
-            Some("node-agent")
-        );
+        assert_eq!(get(&r, "service.name").as_deref(), Some("node-agent"));
     }
 
     #[tokio::test]
@@ -431,13 +461,12 @@ mod tests {
             ..Default::default()
         };
         let settings = Settings::resolve(&Default::default(), &overrides).unwrap();
-        let sender = Sender::new(settings).unwrap();
+        let export = MetricsExport::new(&settings, &ResourceSettings::default()).unwrap();
         let state = Arc::new(State::default());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(export_periodically(
-            sender,
+            export,
             state.clone(),
-            Resource::default(),
             Duration::from_millis(20),
             stopped,
         ));

@@ -11,6 +11,11 @@ pub enum SettingsError {
         setting: &'static str,
         value: String,
     },
+    #[error(
+        "--otlp-compression none: {var} asks for gzip, and the OTLP exporter would still \
+         compress; unset the variable instead"
+    )]
+    CompressionConflict { var: &'static str },
     #[error("--otlp-timeout must be longer than 0")]
     ZeroTimeout,
     #[error("{name} {value:?} is not a positive number of milliseconds")]

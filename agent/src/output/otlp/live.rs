@@ -17,9 +17,7 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    RetryPolicy, SendError, Sender, Settings,
-    mapping::{self, ResourceSettings},
-    send_with_retry,
+    ResourceSettings, RetryPolicy, SendError, Sender, Settings, client::retry_policy, mapping,
 };
 use crate::{
     model::{Names, Spanlet},
@@ -34,11 +32,9 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(500);
 /// Live export gives a failing batch fewer tries than a replay: new
 /// spanlets keep coming, and the queue must keep moving.
-const RETRY: RetryPolicy = RetryPolicy {
-    attempts: 3,
-    first_backoff: Duration::from_millis(200),
-    max_backoff: Duration::from_secs(2),
-};
+fn live_retry() -> RetryPolicy {
+    retry_policy(3, Duration::from_millis(200), Duration::from_secs(2))
+}
 
 /// Where live OTLP export goes, checked when it starts.
 #[derive(Clone, Debug)]
@@ -52,7 +48,7 @@ impl LiveOtlp {
     /// tokio runtime).
     pub fn start(self) -> Result<LiveExporter, SendError> {
         Ok(LiveExporter::start(
-            Sender::new(self.settings)?,
+            Sender::new(self.settings, live_retry())?,
             self.resource,
         ))
     }
@@ -213,22 +209,22 @@ async fn run(
     loop {
         let open = fill(&mut rx, &mut names, &mut batch).await;
         if !batch.is_empty() {
-            let requests = mapping::requests(&batch, &resource, &names.names);
-            match send_with_retry(&mut sender, &requests, RETRY).await {
-                Ok(()) => {
-                    counters
-                        .exported
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Err(err) => {
-                    tracing::warn!(%err, spanlets = batch.len(), "OTLP export failed; batch dropped");
+            let spanlets = mapping::batch(&batch, &resource, &names.names);
+            let exported = match sender.send(&spanlets).await {
+                Ok(()) => batch.len() as u64,
+                Err(incomplete) => {
+                    let err = incomplete.source;
+                    let dropped = batch.len() as u64 - incomplete.delivered;
+                    tracing::warn!(%err, spanlets = dropped, "OTLP export failed; spanlets dropped");
                     counters
                         .dropped_send_failed
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(dropped, Ordering::Relaxed);
                     counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                     last_error = Some(err.to_string());
+                    incomplete.delivered
                 }
-            }
+            };
+            counters.exported.fetch_add(exported, Ordering::Relaxed);
             batch.clear();
         }
         names.forget_exited();

@@ -3,75 +3,26 @@
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod exporters;
 pub mod kv_list;
 pub mod live;
 pub mod mapping;
+pub mod resource;
 pub mod settings;
 
 use std::{io::Read, time::Duration};
 
 use crate::capture::{Capture, CaptureError, CaptureReader, Record};
-pub use client::{SendError, Sender};
+pub use client::{Incomplete, RetryPolicy, Sender};
 pub use error::SettingsError;
-pub use mapping::{K8sResource, Requests, ResourceSettings};
+pub use exporters::SendError;
+pub use mapping::Batch;
+pub use resource::{K8sResource, ResourceSettings};
 pub use settings::{Overrides, Protocol, Settings};
 
-impl ResourceSettings {
-    /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`; `host_name` is
-    /// the machine the spanlets were recorded on.
-    pub fn from_env(host_name: &str) -> Result<Self, SettingsError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Ok(Self {
-            service_name: var("OTEL_SERVICE_NAME").map(|v| v.trim().to_owned()),
-            attributes: match var("OTEL_RESOURCE_ATTRIBUTES") {
-                Some(list) => kv_list::parse_list("OTEL_RESOURCE_ATTRIBUTES", &list)?,
-                None => Vec::new(),
-            },
-            host_name: host_name.to_owned(),
-            k8s: None,
-        })
-    }
-}
-
-/// How hard to try before giving a batch up.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            first_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Sends one batch, retrying what the specification calls retryable with
-/// exponential backoff.
-pub async fn send_with_retry(
-    sender: &mut Sender,
-    requests: &Requests,
-    policy: RetryPolicy,
-) -> Result<(), SendError> {
-    let mut backoff = policy.first_backoff;
-    let mut attempt = 1;
-    loop {
-        match sender.send(requests).await {
-            Ok(()) => return Ok(()),
-            Err(err) if err.retryable() && attempt < policy.attempts => {
-                tracing::debug!(%err, attempt, ?backoff, "OTLP send failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(policy.max_backoff);
-                attempt += 1;
-            }
-            Err(err) => return Err(err),
-        }
-    }
+/// A replay tries a failing request 5 times, backing off from 0.2 s to 5 s.
+pub fn replay_retry() -> RetryPolicy {
+    client::retry_policy(5, Duration::from_millis(200), Duration::from_secs(5))
 }
 
 /// What a replay delivered.
@@ -111,7 +62,6 @@ pub async fn replay<R: Read>(
     sender: &mut Sender,
     resource: &ResourceSettings,
     batch: usize,
-    policy: RetryPolicy,
 ) -> Result<Delivered, ReplayError> {
     let total = names.integrity.spanlets_read;
     let mut delivered = Delivered::default();
@@ -139,16 +89,17 @@ pub async fn replay<R: Read>(
         if chunk.is_empty() {
             return Ok(delivered);
         }
-        let requests = mapping::requests(&chunk, resource, &names.names);
-        send_with_retry(sender, &requests, policy)
-            .await
-            .map_err(|source| ReplayError {
+        let batch = mapping::batch(&chunk, resource, &names.names);
+        if let Err(incomplete) = sender.send(&batch).await {
+            delivered.spanlets += incomplete.delivered;
+            return Err(ReplayError {
                 delivered,
                 total,
-                source: source.into(),
-            })?;
+                source: incomplete.source.into(),
+            });
+        }
         delivered.spanlets += chunk.len() as u64;
-        delivered.events += requests.log_records() as u64;
-        delivered.spans += requests.spans() as u64;
+        delivered.events += batch.log_records() as u64;
+        delivered.spans += batch.spans() as u64;
     }
 }

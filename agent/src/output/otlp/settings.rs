@@ -93,6 +93,19 @@ pub struct Overrides {
 }
 
 const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// The per-signal variables opentelemetry-otlp reads by itself (spanlet
+/// sets the general ones explicitly): checked here like the general ones.
+const SIGNAL_HEADERS_VARS: [&str; 3] = [
+    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+];
+const COMPRESSION_VARS: [&str; 4] = [
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+];
 const HEADER_FLAG: &str = "--otlp-header";
 
 impl Settings {
@@ -168,6 +181,28 @@ impl Settings {
                 });
             }
         };
+        for name in COMPRESSION_VARS {
+            match var(name) {
+                None | Some("none") => {}
+                // Without a compression set, the exporter reads these
+                // itself: a flag's `none` cannot undo them.
+                Some("gzip") if compression == Some("none") => {
+                    return Err(SettingsError::CompressionConflict { var: name });
+                }
+                Some("gzip") => {}
+                Some(other) => {
+                    return Err(SettingsError::Compression {
+                        setting: name,
+                        value: other.to_owned(),
+                    });
+                }
+            }
+        }
+        for name in SIGNAL_HEADERS_VARS {
+            for (k, v) in parse_list(name, var(name).unwrap_or_default())? {
+                check_header(name, protocol, &k, &v)?;
+            }
+        }
         let file = |what: &'static str, flag: &Option<String>, name: &str| {
             let path = flag.as_deref().or(var(name));
             path.map(|p| {
@@ -397,7 +432,6 @@ mod tests {
             protocol: Some(Protocol::Grpc),
             headers: vec!["x=2".into()],
             timeout: Some(Duration::from_secs(1)),
-            compression: Some("none".into()),
             ..Default::default()
         };
         let s = Settings::resolve(&e, &flags).unwrap();
@@ -407,7 +441,7 @@ mod tests {
             s.headers,
             vec![("api-key".into(), "a b".into()), ("x".into(), "2".into())]
         );
-        assert!(!s.gzip);
+        assert_eq!(s.timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -526,6 +560,33 @@ mod tests {
                 })
             );
         }
+        assert_eq!(
+            bad("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
+            Err(SettingsError::Compression {
+                setting: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                value: "brotli".into()
+            })
+        );
+        assert!(matches!(
+            bad(
+                "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+                "api-key=a%0D%0AX-Evil: 1"
+            ),
+            Err(SettingsError::Header {
+                setting: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+                ..
+            })
+        ));
+        let none = Overrides {
+            compression: Some("none".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]), &none),
+            Err(SettingsError::CompressionConflict {
+                var: "OTEL_EXPORTER_OTLP_COMPRESSION"
+            })
+        );
         assert_eq!(
             bad("OTEL_METRICS_EXPORTER", "prometheus"),
             Err(SettingsError::MetricsExporter("prometheus".into()))
