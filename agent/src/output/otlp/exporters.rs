@@ -303,3 +303,107 @@ impl HttpClient for HttpHeadersLast {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::output::otlp::{Overrides, Sender, mapping};
+
+    fn settings(protocol: Protocol, endpoint: String, headers: &[&str]) -> Settings {
+        let flags = Overrides {
+            endpoint: Some(endpoint),
+            protocol: Some(protocol),
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        Settings::resolve(&Default::default(), &flags).unwrap()
+    }
+
+    /// Answers one HTTP request with 200 and returns its head, lowercased.
+    async fn one_request(listener: tokio::net::TcpListener) -> String {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before its head");
+            got.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        head.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn http_headers_replace_those_the_crate_added() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/logs", listener.local_addr().unwrap());
+        let server = tokio::spawn(one_request(listener));
+        let s = settings(Protocol::HttpProtobuf, url.clone(), &["X-Tenant=flag"]);
+        let trust = Trust {
+            public_roots: true,
+            ..Trust::default()
+        };
+        let tls = https::rustls_config(&trust).unwrap();
+        let client = HttpHeadersLast {
+            inner: HyperClient::new(https::connector(tls, s.timeout, true), s.timeout, None),
+            headers: http_headers(&s),
+            last_failure: LastFailure::default(),
+        };
+        // As the crate sends it when OTEL_EXPORTER_OTLP_HEADERS names the
+        // same header.
+        let request = http::Request::post(&url)
+            .header("x-tenant", "from-the-variable")
+            .body(Bytes::from_static(b"x"))
+            .unwrap();
+        let response = client.send_bytes(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let head = server.await.unwrap();
+        let tenants: Vec<_> = head
+            .lines()
+            .filter(|l| l.starts_with("x-tenant:"))
+            .collect();
+        assert_eq!(tenants, ["x-tenant: flag"], "{head}");
+    }
+
+    #[test]
+    fn grpc_headers_replace_those_the_crate_added() {
+        use tonic::service::Interceptor as _;
+        let s = settings(
+            Protocol::Grpc,
+            "http://127.0.0.1:4317".into(),
+            &["x-tenant=flag"],
+        );
+        let mut request = tonic::Request::new(());
+        request
+            .metadata_mut()
+            .insert("x-tenant", "from-the-variable".parse().unwrap());
+        let request = GrpcHeaders::new(&s).call(request).unwrap();
+        let tenants: Vec<_> = request.metadata().get_all("x-tenant").iter().collect();
+        assert_eq!(tenants, ["flag"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_http_connection_says_why() {
+        // Nothing listens on port 1.
+        let s = settings(Protocol::HttpProtobuf, "http://127.0.0.1:1".into(), &[]);
+        let mut sender = Sender::new(s, retry_policy(1, Duration::ZERO, Duration::ZERO)).unwrap();
+        let spanlet = crate::model::Spanlet::new(crate::model::SpanletKind::FutexWait, 1, 1);
+        let batch = mapping::batch([&spanlet], &Default::default(), &Default::default());
+        let err = sender.send(&batch).await.unwrap_err();
+        assert_eq!(err.delivered, 0);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot reach the OTLP collector at http://127.0.0.1:1/v1/logs")
+                && text.contains("Connection refused"),
+            "{text}"
+        );
+    }
+}
