@@ -48,18 +48,19 @@ impl Sender {
     /// Sends each process's events, then its spans; stops at the first
     /// request that fails after its retries. A spanlet is delivered when
     /// its event and its span (if it has one) were.
-    pub async fn send(&mut self, batch: &Batch) -> Result<(), Incomplete> {
+    pub async fn send(&mut self, batch: Batch) -> Result<(), Incomplete> {
         let mut delivered = 0;
-        for process in &batch.processes {
+        for process in batch.processes {
+            let spanlets = process.logs.len() as u64;
             if let Err(source) = self.send_process(process).await {
                 return Err(Incomplete { delivered, source });
             }
-            delivered += process.logs.len() as u64;
+            delivered += spanlets;
         }
         Ok(())
     }
 
-    async fn send_process(&mut self, process: &ProcessBatch) -> Result<(), SendError> {
+    async fn send_process(&mut self, process: ProcessBatch) -> Result<(), SendError> {
         if !process.logs.is_empty() {
             let pairs: Vec<_> = process.logs.iter().map(|l| (l, scope())).collect();
             self.logs.exporter.set_resource(&process.resource);
@@ -68,7 +69,7 @@ impl Sender {
         }
         if !process.spans.is_empty() {
             self.spans.exporter.set_resource(&process.resource);
-            let result = self.spans.exporter.export(process.spans.clone()).await;
+            let result = self.spans.exporter.export(process.spans).await;
             self.check(Signal::Traces, result)?;
         }
         Ok(())

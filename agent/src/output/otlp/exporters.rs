@@ -397,7 +397,7 @@ mod tests {
         let mut sender = Sender::new(s, retry_policy(1, Duration::ZERO, Duration::ZERO)).unwrap();
         let spanlet = crate::model::Spanlet::new(crate::model::SpanletKind::FutexWait, 1, 1);
         let batch = mapping::batch([&spanlet], &Default::default(), &Default::default());
-        let err = sender.send(&batch).await.unwrap_err();
+        let err = sender.send(batch).await.unwrap_err();
         assert_eq!(err.delivered, 0);
         let text = err.to_string();
         assert!(

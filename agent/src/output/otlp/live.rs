@@ -210,7 +210,7 @@ async fn run(
         let open = fill(&mut rx, &mut names, &mut batch).await;
         if !batch.is_empty() {
             let spanlets = mapping::batch(&batch, &resource, &names.names);
-            let exported = match sender.send(&spanlets).await {
+            let exported = match sender.send(spanlets).await {
                 Ok(()) => batch.len() as u64,
                 Err(incomplete) => {
                     let err = incomplete.source;

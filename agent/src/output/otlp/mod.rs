@@ -90,7 +90,8 @@ pub async fn replay<R: Read>(
             return Ok(delivered);
         }
         let batch = mapping::batch(&chunk, resource, &names.names);
-        if let Err(incomplete) = sender.send(&batch).await {
+        let (events, spans) = (batch.log_records() as u64, batch.spans() as u64);
+        if let Err(incomplete) = sender.send(batch).await {
             delivered.spanlets += incomplete.delivered;
             return Err(ReplayError {
                 delivered,
@@ -99,7 +100,7 @@ pub async fn replay<R: Read>(
             });
         }
         delivered.spanlets += chunk.len() as u64;
-        delivered.events += batch.log_records() as u64;
-        delivered.spans += batch.spans() as u64;
+        delivered.events += events;
+        delivered.spans += spans;
     }
 }
