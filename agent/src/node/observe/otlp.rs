@@ -141,50 +141,43 @@ fn instrument(
     current: Arc<Mutex<Snapshot>>,
 ) {
     let values = move || (metric.values)(&current.lock().unwrap_or_else(PoisonError::into_inner));
+    // One builder per instrument type: name, unit, help and callback.
+    macro_rules! observable {
+        ($kind:ident, $callback:expr) => {{
+            let builder = meter.$kind(metric.otlp).with_unit(metric.unit);
+            builder
+                .with_description(metric.help)
+                .with_callback($callback)
+                .build();
+        }};
+    }
     // The table decides the type; a default snapshot shows which it is
     // (an absent gauge is a count of things).
     match (metric.values)(&Snapshot::default()) {
         Values::Count(_) | Values::PerLabel { .. } => {
-            meter
-                .u64_observable_counter(metric.otlp)
-                .with_unit(metric.unit)
-                .with_description(metric.help)
-                .with_callback(move |o| match values() {
-                    Values::Count(n) => o.observe(n, &[]),
-                    Values::PerLabel {
-                        attribute, counts, ..
-                    } => {
-                        for (value, n) in counts {
-                            o.observe(n, &[KeyValue::new(attribute, value)]);
-                        }
+            observable!(u64_observable_counter, move |o| match values() {
+                Values::Count(n) => o.observe(n, &[]),
+                Values::PerLabel {
+                    attribute, counts, ..
+                } => {
+                    for (value, n) in counts {
+                        o.observe(n, &[KeyValue::new(attribute, value)]);
                     }
-                    Values::Gauge(_) | Values::Absent => {}
-                })
-                .build();
+                }
+                Values::Gauge(_) | Values::Absent => {}
+            })
         }
-        Values::Gauge(Number::Float(_)) => {
-            meter
-                .f64_observable_gauge(metric.otlp)
-                .with_unit(metric.unit)
-                .with_description(metric.help)
-                .with_callback(move |o| {
-                    if let Values::Gauge(Number::Float(v)) = values() {
-                        o.observe(v, &[]);
-                    }
-                })
-                .build();
-        }
+        Values::Gauge(Number::Float(_)) => observable!(f64_observable_gauge, move |o| {
+            if let Values::Gauge(Number::Float(v)) = values() {
+                o.observe(v, &[]);
+            }
+        }),
         Values::Gauge(Number::Int(_)) | Values::Absent => {
-            meter
-                .u64_observable_gauge(metric.otlp)
-                .with_unit(metric.unit)
-                .with_description(metric.help)
-                .with_callback(move |o| {
-                    if let Values::Gauge(Number::Int(v)) = values() {
-                        o.observe(v, &[]);
-                    }
-                })
-                .build();
+            observable!(u64_observable_gauge, move |o| {
+                if let Values::Gauge(Number::Int(v)) = values() {
+                    o.observe(v, &[]);
+                }
+            })
         }
     }
 }

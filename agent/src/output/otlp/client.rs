@@ -7,9 +7,9 @@ use opentelemetry_sdk::{logs::LogBatch, logs::LogExporter as _, trace::SpanExpor
 pub use super::exporters::retry_policy;
 use super::{
     endpoint::redact_url,
-    exporters::{Built, SendError, Signal, log_exporter, span_exporter},
+    exporters::{Built, SendError, log_exporter, span_exporter},
     mapping::{Batch, ProcessBatch, scope},
-    settings::Settings,
+    settings::{Settings, Signal},
 };
 pub use opentelemetry_otlp::RetryPolicy;
 
@@ -94,5 +94,35 @@ impl Sender {
             endpoint: redact_url(signal.endpoint(&self.settings)).into_owned(),
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::output::otlp::{Overrides, Protocol, mapping};
+
+    #[tokio::test]
+    async fn a_refused_http_connection_says_why() {
+        // Nothing listens on port 1.
+        let flags = Overrides {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            protocol: Some(Protocol::HttpProtobuf),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&Default::default(), &flags).unwrap();
+        let mut sender = Sender::new(s, retry_policy(1, Duration::ZERO, Duration::ZERO)).unwrap();
+        let spanlet = crate::model::Spanlet::new(crate::model::SpanletKind::FutexWait, 1, 1);
+        let batch = mapping::batch([&spanlet], &Default::default(), &Default::default());
+        let err = sender.send(batch).await.unwrap_err();
+        assert_eq!(err.delivered, 0);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot reach the OTLP collector at http://127.0.0.1:1/v1/logs")
+                && text.contains("Connection refused"),
+            "{text}"
+        );
     }
 }

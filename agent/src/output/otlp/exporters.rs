@@ -30,39 +30,12 @@ use tonic::{
 
 use super::{
     endpoint::redact_url,
-    settings::{Protocol, Settings, Tls},
+    settings::{Protocol, Settings, Signal, Tls},
 };
 use crate::{
     error_text::error_chain,
     output::https::{self, Trust},
 };
-
-/// What is sent: each goes to its own endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    Logs,
-    Traces,
-    Metrics,
-}
-
-impl Signal {
-    /// As errors name what was sent.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Self::Logs => "log events",
-            Self::Traces => "spans",
-            Self::Metrics => "metrics",
-        }
-    }
-
-    pub fn endpoint(self, settings: &Settings) -> &str {
-        match self {
-            Self::Logs => &settings.logs_endpoint,
-            Self::Traces => &settings.traces_endpoint,
-            Self::Metrics => &settings.metrics_endpoint,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -183,7 +156,7 @@ fn grpc<B: WithExportConfig + WithTonicConfig>(
     let mut builder = builder
         .with_endpoint(url)
         .with_protocol(OtlpProtocol::Grpc)
-        .with_timeout(settings.timeout)
+        .with_timeout(settings.timeout_for(signal))
         .with_retry_policy(retry)
         .with_interceptor(GrpcHeaders::new(settings));
     if url.starts_with("https://") {
@@ -212,16 +185,17 @@ fn http<B: WithExportConfig + WithHttpConfig>(
             .zip(settings.tls.client_key.as_deref()),
     };
     let tls = https::rustls_config(&trust).map_err(|e| SendError::Tls(e.to_string()))?;
-    let connector = https::connector(tls, settings.timeout, true);
+    let timeout = settings.timeout_for(signal);
+    let connector = https::connector(tls, timeout, true);
     let client = HttpHeadersLast {
-        inner: HyperClient::new(connector, settings.timeout, None),
+        inner: HyperClient::new(connector, timeout, None),
         headers: http_headers(settings),
         last_failure: last_failure.clone(),
     };
     let mut builder = builder
         .with_endpoint(signal.endpoint(settings))
         .with_protocol(OtlpProtocol::HttpBinary)
-        .with_timeout(settings.timeout)
+        .with_timeout(timeout)
         .with_retry_policy(retry)
         .with_http_client(client);
     if settings.gzip {
@@ -311,7 +285,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::output::otlp::{Overrides, Sender, mapping};
+    use crate::output::otlp::Overrides;
 
     fn settings(protocol: Protocol, endpoint: String, headers: &[&str]) -> Settings {
         let flags = Overrides {
@@ -388,22 +362,5 @@ mod tests {
         let request = GrpcHeaders::new(&s).call(request).unwrap();
         let tenants: Vec<_> = request.metadata().get_all("x-tenant").iter().collect();
         assert_eq!(tenants, ["flag"]);
-    }
-
-    #[tokio::test]
-    async fn a_refused_http_connection_says_why() {
-        // Nothing listens on port 1.
-        let s = settings(Protocol::HttpProtobuf, "http://127.0.0.1:1".into(), &[]);
-        let mut sender = Sender::new(s, retry_policy(1, Duration::ZERO, Duration::ZERO)).unwrap();
-        let spanlet = crate::model::Spanlet::new(crate::model::SpanletKind::FutexWait, 1, 1);
-        let batch = mapping::batch([&spanlet], &Default::default(), &Default::default());
-        let err = sender.send(batch).await.unwrap_err();
-        assert_eq!(err.delivered, 0);
-        let text = err.to_string();
-        assert!(
-            text.starts_with("cannot reach the OTLP collector at http://127.0.0.1:1/v1/logs")
-                && text.contains("Connection refused"),
-            "{text}"
-        );
     }
 }

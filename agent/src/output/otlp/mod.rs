@@ -18,7 +18,7 @@ pub use error::SettingsError;
 pub use exporters::SendError;
 pub use mapping::Batch;
 pub use resource::{K8sResource, ResourceSettings};
-pub use settings::{Overrides, Protocol, Settings};
+pub use settings::{Overrides, Protocol, Settings, Signal};
 
 /// A replay tries a failing request 5 times, backing off from 0.2 s to 5 s.
 pub fn replay_retry() -> RetryPolicy {

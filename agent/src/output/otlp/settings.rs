@@ -28,6 +28,33 @@ impl Protocol {
     }
 }
 
+/// What is sent: each goes to its own endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    /// As errors name what was sent.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Logs => "log events",
+            Self::Traces => "spans",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    pub fn endpoint(self, settings: &Settings) -> &str {
+        match self {
+            Self::Logs => &settings.logs_endpoint,
+            Self::Traces => &settings.traces_endpoint,
+            Self::Metrics => &settings.metrics_endpoint,
+        }
+    }
+}
+
 /// Everything a sender needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -39,7 +66,11 @@ pub struct Settings {
     /// Where the agent's own metrics go.
     pub metrics_endpoint: String,
     pub headers: Vec<(String, String)>,
+    /// For every signal, unless `signal_timeouts` has its own.
     pub timeout: Duration,
+    /// `OTEL_EXPORTER_OTLP_{LOGS,TRACES,METRICS}_TIMEOUT` (when no
+    /// `--otlp-timeout` is given).
+    pub signal_timeouts: Vec<(Signal, Duration)>,
     pub gzip: bool,
     /// For `https://` endpoints.
     pub tls: Tls,
@@ -100,6 +131,11 @@ const SIGNAL_HEADERS_VARS: [&str; 3] = [
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
 ];
+const SIGNAL_TIMEOUT_VARS: [(Signal, &str); 3] = [
+    (Signal::Logs, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"),
+    (Signal::Traces, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"),
+    (Signal::Metrics, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"),
+];
 const COMPRESSION_VARS: [&str; 4] = [
     "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
@@ -158,6 +194,12 @@ impl Settings {
         let metrics_endpoint = signal_endpoint("METRICS", "v1/metrics")?;
 
         let headers = headers(protocol, var(HEADERS_VAR), &flags.headers)?;
+        let mut signal_timeouts = Vec::new();
+        for (signal, name) in SIGNAL_TIMEOUT_VARS {
+            if let Some(ms) = var(name).filter(|_| flags.timeout.is_none()) {
+                signal_timeouts.push((signal, positive_millis(name, ms)?));
+            }
+        }
         let timeout = match (flags.timeout, var("OTEL_EXPORTER_OTLP_TIMEOUT")) {
             (Some(Duration::ZERO), _) => return Err(SettingsError::ZeroTimeout),
             (Some(t), _) => t,
@@ -241,10 +283,19 @@ impl Settings {
             metrics_endpoint,
             headers,
             timeout,
+            signal_timeouts,
             gzip,
             tls,
             metrics: MetricsExport::resolve(&var)?,
         })
+    }
+}
+
+impl Settings {
+    /// How long one request of `signal` may take.
+    pub fn timeout_for(&self, signal: Signal) -> Duration {
+        let own = self.signal_timeouts.iter().find(|(s, _)| *s == signal);
+        own.map_or(self.timeout, |(_, t)| *t)
     }
 }
 
@@ -415,9 +466,12 @@ mod tests {
             ),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b,x=1"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ]);
         let s = Settings::resolve(&e, &Overrides::default()).unwrap();
+        assert_eq!(s.timeout_for(Signal::Traces), Duration::from_millis(700));
+        assert_eq!(s.timeout_for(Signal::Logs), Duration::from_millis(2500));
         assert_eq!(s.logs_endpoint, "http://collector:4318/v1/logs");
         assert_eq!(s.traces_endpoint, "http://traces:9999/custom");
         assert_eq!(
@@ -442,6 +496,7 @@ mod tests {
             vec![("api-key".into(), "a b".into()), ("x".into(), "2".into())]
         );
         assert_eq!(s.timeout, Duration::from_secs(1));
+        assert_eq!(s.timeout_for(Signal::Traces), Duration::from_secs(1));
     }
 
     #[test]
@@ -519,6 +574,13 @@ mod tests {
         assert_eq!(
             bad("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/hostname"),
             Err(SettingsError::ClientIdentity)
+        );
+        assert_eq!(
+            bad("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "0"),
+            Err(SettingsError::Milliseconds {
+                name: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+                value: "0".into()
+            })
         );
         for v in ["10s", "0"] {
             assert_eq!(
