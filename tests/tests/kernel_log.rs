@@ -1,0 +1,69 @@
+//! The programs' own diagnostics: on a rare path (here the event ring
+//! full) the kernel says what happened at debug level, on stderr through
+//! the agent's log, when `RUST_LOG` asks for the `spanlet::ebpf` target,
+//! and says nothing otherwise.
+
+use spanlet_tests::{Recording, kernel_test_lock, record_overflowing};
+
+const RING_FULL: &str = "event ring full: an event lost";
+
+fn ring_drops(rec: &Recording) -> u64 {
+    let stats = &rec.report_json()["stats"];
+    stats["dropped_ringbuf_full"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report stats have no dropped_ringbuf_full: {stats}"))
+}
+
+#[test]
+fn a_full_ring_is_said_at_debug_level_when_asked() {
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_overflowing(Some("warn,spanlet::ebpf=debug")) else {
+        return;
+    };
+    assert!(ring_drops(&rec) > 0, "the ring should have overflowed");
+    let lines: Vec<&str> = rec
+        .stderr
+        .lines()
+        .filter(|l| l.contains(RING_FULL))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "the kernel should say the ring was full:\n{}",
+        rec.stderr
+    );
+    for line in &lines {
+        assert!(
+            line.contains("DEBUG") && line.contains("spanlet::ebpf"),
+            "a kernel diagnostic at debug level, target spanlet::ebpf: {line}"
+        );
+    }
+    // The first loss on a CPU is said, then every power of two: a few
+    // lines per CPU, not one per lost event.
+    assert!(
+        lines.iter().any(|l| l.contains("(1 so far on CPU")),
+        "the first loss should be said:\n{}",
+        rec.stderr
+    );
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    assert!(
+        lines.len() <= 64 * cpus,
+        "{} lines for {} lost events: more than one per power of two and CPU",
+        lines.len(),
+        ring_drops(&rec)
+    );
+}
+
+#[test]
+fn kernel_diagnostics_are_off_without_rust_log() {
+    let _serial = kernel_test_lock();
+    let Some(rec) = record_overflowing(None) else {
+        return;
+    };
+    assert!(ring_drops(&rec) > 0, "the ring should have overflowed");
+    assert!(
+        !rec.stderr.contains(RING_FULL) && !rec.stderr.contains("spanlet::ebpf"),
+        "no kernel diagnostics unless RUST_LOG asks:\n{}",
+        rec.stderr
+    );
+}
