@@ -496,8 +496,12 @@ pub fn record_pids(pids: &[u32], duration: &str, spanlet_args: &[&str]) -> Optio
 /// `spanlet record --ringbuf-size 4096 --min-wait 0s -- C_PINGPONG 60000`,
 /// with the agent stopped for half a second once the workload starts: a
 /// one-page ring with its reader stopped overflows. `rust_log` is the
-/// agent's `RUST_LOG` (`None`: unset). `None`: skipped (not root, not in CI).
-pub fn record_overflowing(rust_log: Option<&str>) -> Option<Recording> {
+/// agent's `RUST_LOG` (`None`: unset); `while_stopped` is called with the
+/// agent's pid while it is stopped. `None`: skipped (not root, not in CI).
+pub fn record_overflowing(
+    rust_log: Option<&str>,
+    while_stopped: impl FnOnce(u32),
+) -> Option<Recording> {
     if !kernel_ready() {
         return None;
     }
@@ -517,7 +521,8 @@ pub fn record_overflowing(rust_log: Option<&str>) -> Option<Recording> {
         None => cmd.env_remove("RUST_LOG"),
     };
     let mut recorder = cmd.spawn().expect("start spanlet record");
-    let agent = i32::try_from(recorder.id()).expect("pid fits");
+    let agent_pid = recorder.id();
+    let agent = i32::try_from(agent_pid).expect("pid fits");
     // The capture appears as the workload starts: stop the agent then.
     let started = Instant::now();
     while !capture.exists() {
@@ -532,7 +537,9 @@ pub fn record_overflowing(rust_log: Option<&str>) -> Option<Recording> {
     }
     // SAFETY: plain signals to our own child.
     unsafe { libc::kill(agent, libc::SIGSTOP) };
-    thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    while_stopped(agent_pid);
+    thread::sleep(Duration::from_millis(500).saturating_sub(stopped.elapsed()));
     // SAFETY: as above.
     unsafe { libc::kill(agent, libc::SIGCONT) };
     // Its exit code is the launched workload's.

@@ -36,7 +36,7 @@ fn assert_accounted(rec: &Recording) -> Value {
 #[test]
 fn a_full_ring_is_counted_and_reported() {
     let _serial = kernel_test_lock();
-    let Some(rec) = record_overflowing(None) else {
+    let Some(rec) = record_overflowing(None, |_| {}) else {
         return;
     };
     let stats = assert_accounted(&rec);

@@ -17,7 +17,6 @@ use tokio::{
 
 /// aya-log's ring (128 KiB as built): one page when nothing will use it.
 const LOG_RING: &str = "AYA_LOGS";
-const LOG_RING_OFF_BYTES: u32 = 4096;
 
 /// The most verbose level `tracing` would print for the programs' target,
 /// as aya-log's level global: 0 for none.
@@ -43,8 +42,13 @@ pub fn level() -> u8 {
 /// log ring shrinks to a page.
 pub fn configure<'a>(loader: &mut EbpfLoader<'a>, level: &'a u8) {
     loader.override_global(aya_log::LEVEL, level, true);
-    if u8::from(aya_log::Level::Debug) > *level {
-        loader.map_max_entries(LOG_RING, LOG_RING_OFF_BYTES);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if u8::from(aya_log::Level::Debug) > *level
+        && let Ok(page) = u32::try_from(page)
+        && page.is_power_of_two()
+    {
+        loader.map_max_entries(LOG_RING, page);
     }
 }
 
@@ -115,4 +119,30 @@ fn flush(logger: &mut Logger) -> bool {
     }
     tracing::warn!("malformed kernel log record; no more kernel diagnostics this run");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::{EnvFilter, fmt};
+
+    fn level_under(filter: &str) -> u8 {
+        let subscriber = fmt()
+            .with_env_filter(EnvFilter::new(filter))
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, super::level)
+    }
+
+    #[test]
+    fn the_programs_log_only_when_the_filter_asks() {
+        let debug = u8::from(aya_log::Level::Debug);
+        assert_eq!(level_under("warn"), u8::from(aya_log::Level::Warn));
+        assert_eq!(level_under("off"), 0);
+        assert_eq!(level_under("spanlet=info"), u8::from(aya_log::Level::Info));
+        assert_eq!(level_under("warn,spanlet::ebpf=debug"), debug);
+        assert_eq!(level_under("debug"), debug);
+        // Another target's level says nothing about this one.
+        assert_eq!(level_under("spanlet::kernel=trace"), 0);
+        assert_eq!(level_under("trace"), u8::from(aya_log::Level::Trace));
+    }
 }
