@@ -101,6 +101,10 @@ pub mod globals {
     pub const CONFIG: &str = "SPANLET_CONFIG";
 }
 
+/// The `log`/`tracing` target of the programs' own diagnostics (aya-log
+/// records, at debug level): `RUST_LOG=spanlet::ebpf=debug` turns them on.
+pub const LOG_TARGET: &str = "spanlet::ebpf";
+
 /// Bounds of the kernel maps (entries).
 pub const MAX_PIDS: u32 = 4096;
 pub const MAX_LOCK_CALLS: u32 = 16_384;

@@ -493,6 +493,73 @@ pub fn record_pids(pids: &[u32], duration: &str, spanlet_args: &[&str]) -> Optio
     record(full)
 }
 
+/// `spanlet record --ringbuf-size 4096 --min-wait 0s -- C_PINGPONG 60000`,
+/// with the agent stopped for half a second once the workload starts: a
+/// one-page ring with its reader stopped overflows. `rust_log` is the
+/// agent's `RUST_LOG` (`None`: unset); `while_stopped` is called with the
+/// agent's pid while it is stopped. `None`: skipped (not root, not in CI).
+pub fn record_overflowing(
+    rust_log: Option<&str>,
+    while_stopped: impl FnOnce(u32),
+) -> Option<Recording> {
+    if !kernel_ready() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("drops.spanlet");
+    let mut cmd = Command::new(spanlet_bin());
+    cmd.args(["record", "--ringbuf-size", "4096", "--min-wait", "0s"])
+        .arg("--output")
+        .arg(&capture)
+        // Launched, the workload starts once the programs are attached,
+        // however slow the start: it cannot run its course unseen.
+        .args(["--", C_PINGPONG, "60000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match rust_log {
+        Some(filter) => cmd.env("RUST_LOG", filter),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let mut recorder = cmd.spawn().expect("start spanlet record");
+    let agent_pid = recorder.id();
+    let agent = i32::try_from(agent_pid).expect("pid fits");
+    // The capture appears as the workload starts: stop the agent then.
+    let started = Instant::now();
+    while !capture.exists() {
+        if let Some(status) = recorder.try_wait().expect("poll spanlet record") {
+            panic!("spanlet record ended before it started recording: {status}");
+        }
+        assert!(
+            started.elapsed() < SPANLET_TIMEOUT,
+            "spanlet record did not start within {SPANLET_TIMEOUT:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: plain signals to our own child.
+    unsafe { libc::kill(agent, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    while_stopped(agent_pid);
+    thread::sleep(Duration::from_millis(500).saturating_sub(stopped.elapsed()));
+    // SAFETY: as above.
+    unsafe { libc::kill(agent, libc::SIGCONT) };
+    // Its exit code is the launched workload's.
+    let out = recorder
+        .wait_with_output()
+        .expect("wait for spanlet record");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "record failed ({}):\n{stderr}",
+        out.status
+    );
+    Some(Recording {
+        dir,
+        capture,
+        stdout: String::new(),
+        stderr,
+    })
+}
+
 pub fn assert_success(what: &str, out: &Output) {
     assert!(
         out.status.success(),

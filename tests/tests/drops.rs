@@ -2,15 +2,8 @@
 //! small for the wait rate, the losses are counted, add up with what was
 //! recorded, and are reported to the user.
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
-
 use serde_json::Value;
-use spanlet_tests::{
-    C_PINGPONG, Recording, SPANLET_TIMEOUT, kernel_test_lock, record_command, spanlet_bin,
-};
+use spanlet_tests::{C_PINGPONG, Recording, kernel_test_lock, record_command, record_overflowing};
 
 fn counter(stats: &Value, name: &str) -> u64 {
     stats[name]
@@ -43,58 +36,8 @@ fn assert_accounted(rec: &Recording) -> Value {
 #[test]
 fn a_full_ring_is_counted_and_reported() {
     let _serial = kernel_test_lock();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
-        eprintln!("skipping: needs root");
+    let Some(rec) = record_overflowing(None, |_| {}) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let capture = dir.path().join("drops.spanlet");
-    let mut recorder = Command::new(spanlet_bin())
-        .args(["record", "--ringbuf-size", "4096", "--min-wait", "0s"])
-        .arg("--output")
-        .arg(&capture)
-        // Launched, the workload starts once the programs are attached,
-        // however slow the start: it cannot run its course unseen.
-        .args(["--", C_PINGPONG, "60000"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start spanlet record");
-    let agent = i32::try_from(recorder.id()).expect("pid fits");
-    // The capture appears as the workload starts: stop the agent then.
-    let started = Instant::now();
-    while !capture.exists() {
-        if let Some(status) = recorder.try_wait().expect("poll spanlet record") {
-            panic!("spanlet record ended before it started recording: {status}");
-        }
-        assert!(
-            started.elapsed() < SPANLET_TIMEOUT,
-            "spanlet record did not start within {SPANLET_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // SAFETY: plain signals to our own child.
-    unsafe { libc::kill(agent, libc::SIGSTOP) };
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: as above.
-    unsafe { libc::kill(agent, libc::SIGCONT) };
-    // Its exit code is the launched workload's.
-    let out = recorder
-        .wait_with_output()
-        .expect("wait for spanlet record");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "record failed ({}):\n{stderr}",
-        out.status
-    );
-
-    let rec = Recording {
-        dir,
-        capture,
-        stdout: String::new(),
-        stderr,
     };
     let stats = assert_accounted(&rec);
     let dropped = counter(&stats, "dropped_ringbuf_full");

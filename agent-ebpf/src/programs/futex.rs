@@ -12,6 +12,7 @@ use super::{
     config, counters, filter,
     maps::{EVENTS, WAIT_STATE},
     open_waits,
+    rare::counted,
     regs::{self, Syscall},
     socket, thread_ctx, timer,
 };
@@ -201,7 +202,10 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
             socket::leave(line, tid);
         }
         if flags & wait_flags::EPOLL == 0 {
-            counters::bump(Counter::WaitsFull);
+            counted!(
+                Counter::WaitsFull,
+                "no wait state for a blocking thread (task storage): a wait lost ({} so far on CPU {})"
+            );
         }
         return;
     };
@@ -214,7 +218,10 @@ pub fn on_block(prev: *mut core::ffi::c_void, clock: &mut Now) {
         } else {
             block_ns
         };
-        counters::bump(Counter::WaitClosedLate);
+        counted!(
+            Counter::WaitClosedLate,
+            "a thread blocked again with its wait still open, its switch-in unseen ({} so far on CPU {})"
+        );
         close(tid, slot, end, wait_flags::ENDED_AT_WAKE);
     } else {
         open_waits::opened(tid);
@@ -428,7 +435,10 @@ fn emit(tid: u32, wait: &WaitState, end_ns: u64, flags: u32) {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<FutexWaitEvent>(0) else {
-        counters::bump(Counter::RingbufFull);
+        counted!(
+            Counter::RingbufFull,
+            "event ring full: an event lost ({} so far on CPU {})"
+        );
         return;
     };
     let event = entry.as_mut_ptr();

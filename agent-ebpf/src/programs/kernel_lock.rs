@@ -17,7 +17,9 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use super::{config, counters, filter, maps::EVENTS, maps::LOCK_CONTENTION, regs, thread_ctx};
+use super::{
+    config, counters, filter, maps::EVENTS, maps::LOCK_CONTENTION, rare::counted, regs, thread_ctx,
+};
 
 /// tp_btf/contention_begin(void *lock, unsigned int flags): the current
 /// thread is about to spin or sleep for `lock`. A mutex reports twice (spin,
@@ -63,7 +65,10 @@ fn try_contention_begin(ctx: &BtfTracePointContext) {
             regs::read_kernel(owner + u64::from(cfg.task_comm_off)).unwrap_or([0; 16]);
     }
     if LOCK_CONTENTION.insert(key, wait, 0).is_err() {
-        counters::bump(Counter::KernelLocksFull);
+        counted!(
+            Counter::KernelLocksFull,
+            "kernel lock wait map full: a wait lost ({} so far on CPU {})"
+        );
     }
 }
 
@@ -120,7 +125,10 @@ fn try_contention_end(ctx: &BtfTracePointContext) {
     }
     let ret: i64 = ctx.arg(1);
     let Some(mut entry) = EVENTS.reserve::<KernelLockWaitEvent>(0) else {
-        counters::bump(Counter::RingbufFull);
+        counted!(
+            Counter::RingbufFull,
+            "event ring full: an event lost ({} so far on CPU {})"
+        );
         return;
     };
     // SAFETY: plain helper call.

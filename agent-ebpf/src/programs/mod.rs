@@ -12,6 +12,7 @@ mod kernel_lock;
 mod maps;
 mod mutex_uprobe;
 mod open_waits;
+mod rare;
 mod regs;
 mod sched;
 mod socket;

@@ -13,6 +13,7 @@ use aya_ebpf::{
 use super::{
     config, counters, filter,
     maps::{EVENTS, HELD, LOCK_CALLS},
+    rare::counted,
 };
 
 /// uprobe on libc `pthread_mutex_lock(pthread_mutex_t *)`: remember the call.
@@ -31,7 +32,10 @@ pub fn mutex_lock_enter(ctx: ProbeContext) -> u32 {
         .insert(pid_tgid as u32, LockCall { mutex, call_ns }, 0)
         .is_err()
     {
-        counters::bump(Counter::HeldFull);
+        counted!(
+            Counter::HeldFull,
+            "mutex hold maps full: a hold lost ({} so far on CPU {})"
+        );
     }
     0
 }
@@ -64,7 +68,10 @@ pub fn mutex_lock_exit(ctx: RetProbeContext) -> u32 {
         _pad: 0,
     };
     if HELD.insert(key, held, 0).is_err() {
-        counters::bump(Counter::HeldFull);
+        counted!(
+            Counter::HeldFull,
+            "mutex hold maps full: a hold lost ({} so far on CPU {})"
+        );
     }
     0
 }
@@ -94,7 +101,10 @@ pub fn mutex_unlock_enter(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<MutexHoldEvent>(0) else {
-        counters::bump(Counter::RingbufFull);
+        counted!(
+            Counter::RingbufFull,
+            "event ring full: an event lost ({} so far on CPU {})"
+        );
         return 0;
     };
     entry.write(MutexHoldEvent {

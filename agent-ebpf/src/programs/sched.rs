@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 
 use super::{
-    config, counters, filter, futex,
+    config, filter, futex,
     maps::{EVENTS, THREAD_CTX, THREAD_CTX_BY_FILE},
+    rare::{counted, debug},
     regs,
 };
 
@@ -75,7 +76,10 @@ fn try_sched_process_fork(ctx: &BtfTracePointContext) {
             return;
         }
         if !filter::add_forked(child_tgid) {
-            counters::bump(agent_ebpf::Counter::PidsFull);
+            counted!(
+                agent_ebpf::Counter::PidsFull,
+                "PID set full: a forked process not followed ({} so far on CPU {})"
+            );
             return;
         }
     }
@@ -121,17 +125,25 @@ fn try_sched_process_exec(ctx: &BtfTracePointContext) {
     if filter::traced(tgid) {
         let _ = THREAD_CTX.remove(tgid);
         let bprm: *const u8 = ctx.arg(2);
-        if let Some(key) = exec_file(bprm as u64)
-            // SAFETY: a pointer into a map value, valid for this program run.
-            && let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(key).map(|v| unsafe { *v })
-        {
-            let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
+        match exec_file(bprm as u64) {
+            Some(key) => {
+                // SAFETY: a pointer into a map value, valid for this program run.
+                if let Some(tp_offset) = THREAD_CTX_BY_FILE.get_ptr(key).map(|v| unsafe { *v }) {
+                    let _ = THREAD_CTX.insert(tgid, tp_offset, 0);
+                }
+            }
+            // An unexpected state: the offsets read from BTF led nowhere.
+            // The new program's thread-context slot cannot be looked up.
+            None => debug!("exec of traced process {}: its file is unreadable", tgid),
         }
     } else if config::get().report_all_execs == 0 {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<ProcessExecEvent>(0) else {
-        counters::bump(agent_ebpf::Counter::RingbufFull);
+        counted!(
+            agent_ebpf::Counter::RingbufFull,
+            "event ring full: an event lost ({} so far on CPU {})"
+        );
         return;
     };
     entry.write(ProcessExecEvent {

@@ -14,6 +14,7 @@ use agent_ebpf::{
 use super::{
     config, counters,
     maps::{SOCK_ADDRS, SOCK_WAITERS},
+    rare::counted,
     regs,
     regs::Syscall,
 };
@@ -288,7 +289,10 @@ pub fn join(inode: u64, tid: u32) -> u32 {
     let mut waiters = SockWaiters::default();
     waiters.tids[0] = tid;
     if SOCK_WAITERS.insert(inode, waiters, 0).is_err() {
-        counters::bump(Counter::SocketQueueFull);
+        counted!(
+            Counter::SocketQueueFull,
+            "socket waiter map full: a socket wait without its holder ({} so far on CPU {})"
+        );
     }
     0
 }

@@ -15,6 +15,7 @@ use crate::{
     kernel::ebpf_object::EBPF_OBJECT,
     kernel::features::Features,
     kernel::kernel_config,
+    kernel::kernel_log::{self, KernelLog},
     kernel::probes::{self, AttachError, AttachPlan},
     kernel::thread_ctx::TlsSlot,
     model::KernelCounters,
@@ -111,6 +112,8 @@ pub struct Tracer {
     events: Option<RingBuf<MapData>>,
     /// Optional probes left out because the kernel refused them.
     attach_failures: u32,
+    /// Forwards the programs' diagnostics, when `RUST_LOG` asks for them.
+    _kernel_log: Option<KernelLog>,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -142,6 +145,7 @@ impl Tracer {
             .filter(|p| usable_obi_map(p));
         let mut config = kernel_config::build(&btf, features)?;
         config.obi_ctx = u32::from(obi.is_some());
+        let log_level = kernel_log::level();
         let mut ebpf = {
             // The loader holds the kernel's parsed BTF (about 9 MiB here):
             // dropped as soon as the object is loaded, before attaching
@@ -152,6 +156,7 @@ impl Tracer {
                 // if there were none: `usable_obi_map` just checked there is).
                 loader.map_pin_path(maps::OBI_CTX, path);
             }
+            kernel_log::configure(&mut loader, &log_level);
             loader
                 // SPANLET_WAIT_STATE is task-local storage, which aya creates
                 // but has no typed API for (see `task_storage`).
@@ -183,6 +188,7 @@ impl Tracer {
             .map_err(map_err(maps::COUNTERS))?;
         let events =
             RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
+        let kernel_log = kernel_log::start(&mut ebpf, log_level);
 
         let plan = AttachPlan {
             features,
@@ -198,6 +204,7 @@ impl Tracer {
             counters,
             events: Some(events),
             attach_failures: 0,
+            _kernel_log: kernel_log,
         };
         for &(pid, reason) in pids {
             tracer.insert_pid(pid, reason)?;

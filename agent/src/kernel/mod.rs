@@ -10,6 +10,7 @@ pub mod decode;
 pub mod ebpf_object;
 pub mod features;
 pub mod kernel_config;
+pub mod kernel_log;
 pub mod loader;
 pub mod probes;
 pub mod ring_fill;
